@@ -1,0 +1,124 @@
+// Package wire holds the JSON messages of the redisrpc protocol (shared/PROTOCOL.md)
+// and the rules that map classic calling conventions onto one Go value.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Request is a call as it travels on a request queue.
+type Request struct {
+	FunctionCall  FunctionCall      `json:"function_call"`
+	ResponseQueue string            `json:"response_queue"`
+	ID            string            `json:"id,omitempty"`
+	Deadline      int64             `json:"deadline,omitempty"` // Unix milliseconds
+	Meta          map[string]string `json:"meta,omitempty"`
+}
+
+// FunctionCall names the function and carries its arguments as raw JSON:
+// Args is an array, Kwargs an object; either may be absent.
+type FunctionCall struct {
+	Name   string          `json:"name"`
+	Args   json.RawMessage `json:"args,omitempty"`
+	Kwargs json.RawMessage `json:"kwargs,omitempty"`
+}
+
+// Response is the answer to one request. Exception present means failure.
+type Response struct {
+	ReturnValue json.RawMessage `json:"return_value,omitempty"`
+	Exception   json.RawMessage `json:"exception,omitempty"`
+	Code        string          `json:"code,omitempty"`
+	ID          string          `json:"id,omitempty"`
+}
+
+// Failed reports whether r carries an exception.
+func (r *Response) Failed() bool { return present(r.Exception) }
+
+// Message returns the exception as text; a non-string exception is returned as its JSON.
+func (r *Response) Message() string {
+	var s string
+	if json.Unmarshal(r.Exception, &s) == nil {
+		return s
+	}
+	return string(r.Exception)
+}
+
+// Success builds a successful response around an encoded result.
+func Success(id string, result []byte) Response {
+	if len(result) == 0 {
+		result = []byte("null")
+	}
+	return Response{ReturnValue: result, ID: id}
+}
+
+// Failure builds a failed response.
+func Failure(id, code, message string) Response {
+	msg, _ := json.Marshal(message) // marshaling a string cannot fail
+	return Response{Exception: msg, Code: code, ID: id}
+}
+
+// ErrBadArgs wraps every argument-mapping failure.
+var ErrBadArgs = errors.New("bad arguments")
+
+// ArgsJSON returns the JSON to decode into a handler's request value, following the
+// protocol's table: nil for no arguments, the object for named arguments, the single
+// element for one positional argument, the array for several. For one positional
+// argument alt is the whole array, to try when the element does not fit (a slice type).
+func (fc *FunctionCall) ArgsJSON() (data, alt []byte, err error) {
+	hasArgs, hasKwargs := present(fc.Args), present(fc.Kwargs)
+	if hasKwargs && !isKind(fc.Kwargs, '{') {
+		return nil, nil, fmt.Errorf("%w: kwargs is not an object", ErrBadArgs)
+	}
+	if hasArgs && !isKind(fc.Args, '[') {
+		return nil, nil, fmt.Errorf("%w: args is not an array", ErrBadArgs)
+	}
+	var args []json.RawMessage
+	if hasArgs {
+		if err := json.Unmarshal(fc.Args, &args); err != nil {
+			return nil, nil, fmt.Errorf("%w: args: %v", ErrBadArgs, err)
+		}
+	}
+	hasKwargs = hasKwargs && !isEmptyObject(fc.Kwargs)
+	switch {
+	case len(args) > 0 && hasKwargs:
+		return nil, nil, fmt.Errorf("%w: both positional and named arguments", ErrBadArgs)
+	case hasKwargs:
+		return fc.Kwargs, nil, nil
+	case len(args) == 1:
+		return args[0], fc.Args, nil
+	case len(args) > 1:
+		return fc.Args, nil, nil
+	}
+	return nil, nil, nil
+}
+
+// ValidResponseQueue reports whether name lies inside the namespace a server of
+// queue may write to, "<queue>:rpc:", with a non-empty suffix of bounded length.
+func ValidResponseQueue(queue, name string) bool {
+	const maxSuffix = 200
+	prefix := ResponsePrefix(queue)
+	return strings.HasPrefix(name, prefix) && len(name) > len(prefix) && len(name)-len(prefix) <= maxSuffix
+}
+
+// ResponsePrefix is the namespace of response queues of a request queue.
+func ResponsePrefix(queue string) string { return queue + ":rpc:" }
+
+// present reports whether raw holds a JSON value other than null.
+func present(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
+}
+
+func isKind(raw json.RawMessage, open byte) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] == open
+}
+
+func isEmptyObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) >= 2 && raw[0] == '{' && len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
+}

@@ -1,0 +1,349 @@
+package redisrpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/queue"
+	"github.com/redisrpc/redisrpc/internal/wire"
+)
+
+// handlerFunc is the one untyped shape every typed handler becomes: it takes the
+// function call as it came and returns the encoded result.
+type handlerFunc func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error)
+
+// Mux serves the functions registered on it from one request queue. Register
+// handlers with Handle, then call Serve. It is safe for concurrent use; handlers
+// may be added while it serves.
+type Mux struct {
+	rc     rueidis.Client
+	queue  string
+	opts   options
+	popper *queue.Popper
+	ttl    int64 // response expiry, seconds
+
+	mu       sync.Mutex
+	handlers atomic.Pointer[map[string]handlerFunc] // copied on write
+	serving  bool
+	closed   bool          // Shutdown was called
+	stopping chan struct{} // closed by Shutdown
+
+	// Handlers run under runCtx, which is cancelled when Serve's context ends
+	// or Shutdown gives up; running counts them.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	running   sync.WaitGroup
+	active    atomic.Int64
+	slots     chan struct{}
+}
+
+// NewMux returns a Mux serving the request queue queue. It uses rc and never
+// closes it. It panics if rc is nil or queue is empty.
+func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
+	mustQueue(rc, queue)
+	o := newOptions(opts)
+	m := &Mux{
+		rc:       rc,
+		queue:    queue,
+		opts:     o,
+		popper:   newPopper(rc),
+		ttl:      int64((o.responseTTL + time.Second - 1) / time.Second),
+		stopping: make(chan struct{}),
+		slots:    make(chan struct{}, o.concurrency),
+	}
+	m.handlers.Store(&map[string]handlerFunc{})
+	return m
+}
+
+// Handle registers h as the handler of endpoint e on m. h runs concurrently with
+// other handlers; its context carries the caller's deadline and metadata
+// (MetaFromContext). Returning an *Error chooses the code the caller sees; other
+// errors are sent with their message and no code, and a panic is sent as
+// CodeInternal. Handle panics if h is nil, e is a zero Endpoint, or e's name is
+// already registered.
+func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context, Req) (Resp, error)) {
+	if h == nil {
+		panic("redisrpc: Handle with a nil handler for " + e.name)
+	}
+	if e.name == "" {
+		panic("redisrpc: Handle with a zero Endpoint; make endpoints with NewEndpoint")
+	}
+	m.register(e.name, func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error) {
+		req, err := decodeArgs[Req](fc)
+		if err != nil {
+			return nil, NewError(CodeInvalidArgument, fmt.Sprintf("%s: %v", e.name, err))
+		}
+		resp, err := h(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(resp)
+		if err != nil {
+			return nil, NewError(CodeInternal, fmt.Sprintf("%s: encoding the result: %v", e.name, err))
+		}
+		return b, nil
+	})
+}
+
+func (m *Mux) register(name string, h handlerFunc) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.handlers.Load()
+	if _, dup := old[name]; dup {
+		panic("redisrpc: Handle called twice for " + name)
+	}
+	next := make(map[string]handlerFunc, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = h
+	m.handlers.Store(&next)
+}
+
+// Serve takes requests from the queue and runs their handlers until ctx ends
+// or Shutdown is called. Up to WithConcurrency handlers run at once; Serve takes
+// a request only when a handler slot is free, so requests wait in Redis, not in
+// memory.
+//
+// When ctx ends, Serve stops taking requests, cancels the contexts of running
+// handlers, waits for them to return and their responses to be sent, and
+// returns ctx.Err(). After Shutdown it returns ErrServerClosed once the running
+// handlers have returned. Redis failures are logged and retried with back-off;
+// they do not end Serve. Serve returns an error at once if m is already serving.
+func (m *Mux) Serve(ctx context.Context) error {
+	m.mu.Lock()
+	switch {
+	case m.closed:
+		m.mu.Unlock()
+		return ErrServerClosed
+	case m.serving:
+		m.mu.Unlock()
+		return errors.New("redisrpc: Serve called while already serving")
+	}
+	m.serving = true
+	m.runCtx, m.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
+	m.mu.Unlock()
+	defer m.cancelRun()
+
+	err := m.loop(ctx)
+	if ctx.Err() != nil {
+		m.cancelRun()
+	}
+	m.running.Wait()
+
+	m.mu.Lock()
+	m.serving = false
+	m.mu.Unlock()
+	return err
+}
+
+// loop pops requests while slots are free and starts a handler for each.
+func (m *Mux) loop(ctx context.Context) error {
+	backoff := time.Duration(0)
+	for {
+		n, err := m.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		// Never cancel a pop: what Redis popped would be lost. pollInterval
+		// brings it back; the extra time covers a slow or vanished server.
+		popCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pollInterval+10*time.Second)
+		msgs, err := m.popper.Pop(popCtx, m.queue, pollInterval, n)
+		cancel()
+		for range n - len(msgs) {
+			<-m.slots
+		}
+		if err != nil {
+			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
+			m.opts.logger.Error("redisrpc: taking requests", "queue", m.queue, "err", err, "retry_in", backoff)
+			if err := m.sleep(ctx, backoff); err != nil {
+				return err
+			}
+			continue
+		}
+		backoff = 0
+		for _, msg := range msgs {
+			m.running.Add(1)
+			m.active.Add(1)
+			go m.serveOne(msg)
+		}
+	}
+}
+
+// acquire waits for at least one free handler slot and takes all free ones.
+func (m *Mux) acquire(ctx context.Context) (int, error) {
+	select { // stopping wins over a free slot
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-m.stopping:
+		return 0, ErrServerClosed
+	default:
+	}
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-m.stopping:
+		return 0, ErrServerClosed
+	}
+	n := 1
+	for n < cap(m.slots) {
+		select {
+		case m.slots <- struct{}{}:
+			n++
+		default:
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+func (m *Mux) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.stopping:
+		return ErrServerClosed
+	}
+}
+
+// Shutdown stops m taking requests and waits for running handlers to return
+// and their responses to be sent. If ctx ends first, Shutdown cancels the
+// handlers' contexts and returns ctx.Err(). Serve then returns ErrServerClosed.
+// Shutdown may be called before Serve, and more than once.
+func (m *Mux) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	if !m.closed {
+		m.closed = true
+		close(m.stopping)
+	}
+	m.mu.Unlock()
+
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		m.mu.Lock()
+		done := !m.serving && m.active.Load() == 0
+		m.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			m.mu.Lock()
+			if m.cancelRun != nil {
+				m.cancelRun()
+			}
+			m.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+}
+
+// serveOne handles one raw request.
+func (m *Mux) serveOne(msg string) {
+	defer func() {
+		<-m.slots
+		m.active.Add(-1)
+		m.running.Done()
+	}()
+	var req wire.Request
+	if err := json.Unmarshal([]byte(msg), &req); err != nil {
+		m.opts.logger.Warn("redisrpc: dropped a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
+		return
+	}
+	if !wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
+		m.opts.logger.Warn("redisrpc: dropped a request whose response queue is outside the namespace",
+			"queue", m.queue, "response_queue", clip(req.ResponseQueue), "function", clip(req.FunctionCall.Name))
+		return
+	}
+	ctx := m.runCtx
+	if req.Deadline != 0 {
+		dl := time.UnixMilli(req.Deadline)
+		if !time.Now().Before(dl) {
+			// The caller has stopped waiting: running it would be wasted work.
+			m.opts.logger.Debug("redisrpc: dropped a request past its deadline", "queue", m.queue, "function", req.FunctionCall.Name)
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
+	if len(req.Meta) > 0 {
+		ctx = context.WithValue(ctx, incomingMetaKey{}, req.Meta)
+	}
+	m.respond(req.ResponseQueue, m.invoke(ctx, &req))
+}
+
+// invoke runs the handler of req and turns its outcome into a response.
+func (m *Mux) invoke(ctx context.Context, req *wire.Request) (resp wire.Response) {
+	name := req.FunctionCall.Name
+	if name == "" {
+		return wire.Failure(req.ID, string(CodeInvalidArgument), "request without a function name")
+	}
+	h := (*m.handlers.Load())[name]
+	if h == nil {
+		return wire.Failure(req.ID, string(CodeNotFound), fmt.Sprintf("no function %q", name))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			m.opts.logger.Error("redisrpc: handler panicked", "queue", m.queue, "function", name, "panic", p, "stack", string(debug.Stack()))
+			resp = wire.Failure(req.ID, string(CodeInternal), "internal error in "+name)
+		}
+	}()
+	result, err := h(ctx, &req.FunctionCall)
+	if err == nil {
+		return wire.Success(req.ID, result)
+	}
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return wire.Failure(req.ID, string(e.Code), e.Message)
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.Failure(req.ID, string(CodeDeadlineExceeded), err.Error())
+	}
+	return wire.Failure(req.ID, "", err.Error())
+}
+
+// respond pushes resp and renews the expiry of its list, in one round trip
+// that rueidis pipelines with other handlers' responses.
+func (m *Mux) respond(key string, resp wire.Response) {
+	body, err := json.Marshal(resp)
+	if err != nil {
+		m.opts.logger.Error("redisrpc: encoding a response", "queue", m.queue, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, r := range m.rc.DoMulti(ctx,
+		m.rc.B().Rpush().Key(key).Element(string(body)).Build(),
+		m.rc.B().Expire().Key(key).Seconds(m.ttl).Build(),
+	) {
+		if err := r.Error(); err != nil {
+			m.opts.logger.Error("redisrpc: sending a response", "queue", m.queue, "response_queue", key, "err", err)
+			return
+		}
+	}
+}
+
+type incomingMetaKey struct{}
+
+// MetaFromContext returns the metadata the caller sent with the request a
+// handler serves, or nil. The map must not be modified.
+func MetaFromContext(ctx context.Context) map[string]string {
+	m, _ := ctx.Value(incomingMetaKey{}).(map[string]string)
+	return m
+}

@@ -1,0 +1,489 @@
+// Package redisrpc is remote procedure calls over Redis lists: typed endpoints, a
+// server-side Mux and a generic Call, speaking the JSON protocol of the classic
+// redisrpc implementations for Python, Ruby and PHP.
+//
+// # Example
+//
+//	var Add = redisrpc.NewEndpoint[float64, float64]("add")
+//
+//	// Server: serve the request queue "calc" until ctx ends or Shutdown.
+//	mux := redisrpc.NewMux(rc, "calc") // rc is a rueidis.Client
+//	redisrpc.Handle(mux, Add, func(ctx context.Context, x float64) (float64, error) {
+//		total += x
+//		return total, nil
+//	})
+//	go mux.Serve(ctx)
+//
+//	// Client: call it from anywhere.
+//	c := redisrpc.NewClient(rc, "calc")
+//	defer c.Close()
+//	sum, err := redisrpc.Call(ctx, c, Add, 5)
+//
+// # Wire format
+//
+// A service is a Redis list, its request queue. A client appends a request with RPUSH:
+//
+//	{"function_call": {"name": "add", "args": [5]}, "response_queue": "calc:rpc:K3...",
+//	 "id": "1f", "deadline": 1764050000000, "meta": {"traceparent": "..."}}
+//
+// A server pops it, runs the handler and appends the response to the response queue,
+// which it gives an expiry (WithResponseTTL):
+//
+//	{"return_value": 5, "id": "1f"}
+//	{"exception": "division by zero", "code": "invalid_argument", "id": "1f"}
+//
+// id, deadline, meta and code are optional; classic peers ignore them. A server
+// writes only to lists inside "<queue>:rpc:" and logs and drops requests naming
+// any other key. The full contract is PROTOCOL.md in the repository.
+//
+// Arguments map onto the request type Req like this: no arguments give the zero
+// Req; one positional argument is decoded into Req; named arguments (kwargs) are
+// decoded into Req as an object; several positional arguments are decoded into Req
+// as an array. A Client sends Req as one positional argument, or as none when Req
+// is an empty struct; see WithNamedArgs and WithPositionalArgs for the other forms.
+//
+// # Connections
+//
+// A Client sends all its calls over rueidis' pipelined connections and receives
+// all responses on one shared list, <queue>:rpc:<client id>, matched to calls by
+// id: any number of concurrent calls use one blocking pop. With WithClassicServer
+// each call instead waits on a list of its own, as classic clients do, and holds
+// one of rueidis' blocking connections while it waits.
+//
+// # Delivery
+//
+// Calls are delivered at most once: a request popped by a server that dies before
+// answering is lost, and its caller gets an error when its context ends. Requests
+// and responses are never duplicated.
+//
+// # Timeouts and failures
+//
+// The caller's context deadline travels with the request. A server does not start
+// a request whose deadline has passed, and the handler's context ends at the
+// deadline. Call returns when its context ends, with an error that matches
+// ctx.Err() under errors.Is. Calls without a deadline wait until the response comes,
+// so give every call a deadline. A failure reported by the remote side is an
+// *Error with a Code; Redis failures are returned wrapped, never retried.
+package redisrpc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/queue"
+	"github.com/redisrpc/redisrpc/internal/wire"
+)
+
+// Code classifies a failure. The protocol defines the constants below; a handler
+// may use a word of its own.
+type Code string
+
+// The codes of the protocol.
+const (
+	CodeInvalidArgument  Code = "invalid_argument"  // arguments do not fit the function
+	CodeNotFound         Code = "not_found"         // no such function
+	CodeDeadlineExceeded Code = "deadline_exceeded" // the deadline passed
+	CodeInternal         Code = "internal"          // the handler panicked or its result did not encode
+	CodeUnavailable      Code = "unavailable"       // the service cannot serve now
+)
+
+// Error is a failure reported by the remote side of a call, or returned by a
+// handler to choose the code its caller sees. Code is empty when the server sent
+// none, as classic servers do.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+// NewError returns an *Error with the given code and message.
+func NewError(code Code, message string) *Error { return &Error{Code: code, Message: message} }
+
+// Error returns "code: message", or the message alone when there is no code.
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return e.Message
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+// Is reports whether an error with CodeDeadlineExceeded is matched against
+// context.DeadlineExceeded, so that a server's verdict and the caller's own
+// timeout are tested the same way.
+func (e *Error) Is(target error) bool {
+	return target == context.DeadlineExceeded && e.Code == CodeDeadlineExceeded
+}
+
+// CodeOf returns the Code of the first *Error in err's chain,
+// CodeDeadlineExceeded for errors matching context.DeadlineExceeded, and ""
+// for nil and all other errors.
+func CodeOf(err error) Code {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Code
+	case errors.Is(err, context.DeadlineExceeded):
+		return CodeDeadlineExceeded
+	}
+	return ""
+}
+
+var (
+	// ErrServerClosed is returned by Mux.Serve after Shutdown.
+	ErrServerClosed = errors.New("redisrpc: server closed")
+	// ErrClientClosed is returned by calls on a closed Client.
+	ErrClientClosed = errors.New("redisrpc: client closed")
+	// ErrClassicServer is returned by calls whose response came without an id, as
+	// classic servers send them; such servers need a Client made WithClassicServer.
+	ErrClassicServer = errors.New("redisrpc: response without id: the server looks classic; use WithClassicServer")
+)
+
+// Option configures a Mux or a Client. Each option says which it applies to;
+// the other ignores it.
+type Option func(*options)
+
+type options struct {
+	logger      *slog.Logger
+	concurrency int
+	responseTTL time.Duration
+	classic     bool
+}
+
+func newOptions(opts []Option) options {
+	o := options{logger: slog.Default(), concurrency: 64, responseTTL: time.Minute}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithLogger sets where a Mux or Client logs dropped messages and Redis
+// failures. The default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// WithConcurrency bounds how many handlers a Mux runs at once. The default is 64;
+// values below 1 mean 1.
+func WithConcurrency(n int) Option {
+	return func(o *options) { o.concurrency = max(n, 1) }
+}
+
+// WithResponseTTL sets the expiry a Mux gives a response list each time it
+// pushes a response, so that responses nobody collects do not stay in Redis. It
+// is rounded up to whole seconds. The default is one minute.
+func WithResponseTTL(d time.Duration) Option {
+	return func(o *options) { o.responseTTL = max(d, time.Second) }
+}
+
+// WithClassicServer makes a Client wait for each response on a list of its own,
+// as classic clients do, because classic servers do not echo ids. Such calls
+// work with every server but each one holds a Redis connection while it waits.
+func WithClassicServer() Option {
+	return func(o *options) { o.classic = true }
+}
+
+// pollInterval bounds every blocking pop, so loops notice Close and Shutdown
+// without cancelling a pop, which could lose what it popped.
+const pollInterval = time.Second
+
+// maxBatch caps the responses a Client takes in one pop.
+const maxBatch = 256
+
+// Client calls the functions served on one request queue. It is safe for
+// concurrent use. Its zero value is not usable; make one with NewClient.
+type Client struct {
+	rc       rueidis.Client
+	queue    string
+	replyKey string // shared response list
+	opts     options
+	popper   *queue.Popper
+	nextID   atomic.Uint64
+
+	mu        sync.Mutex
+	pending   map[string]chan result
+	receiving bool // a receive goroutine runs
+	closed    bool
+	stop      context.CancelFunc
+	ctx       context.Context
+	wg        sync.WaitGroup
+}
+
+type result struct {
+	resp wire.Response
+	err  error
+}
+
+// NewClient returns a Client for the service whose request queue is queue. It
+// uses rc and never closes it. It panics if rc is nil or queue is empty.
+func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
+	mustQueue(rc, queue)
+	ctx, stop := context.WithCancel(context.Background())
+	return &Client{
+		rc:       rc,
+		queue:    queue,
+		replyKey: wire.ResponsePrefix(queue) + randomName(20),
+		opts:     newOptions(opts),
+		popper:   newPopper(rc),
+		pending:  make(map[string]chan result),
+		ctx:      ctx,
+		stop:     stop,
+	}
+}
+
+// Close stops the client: calls in flight and later calls fail with
+// ErrClientClosed. It waits for the client's receiving goroutine to end and
+// does not close the rueidis client. It is safe to call more than once.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		c.stop()
+		c.failAll(ErrClientClosed)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	return nil
+}
+
+// Call calls endpoint e on the service of c with req and returns its result. It
+// returns when the response arrives or ctx ends, whichever is first; ctx's
+// deadline travels with the request.
+//
+// Errors: an *Error when the server reported a failure (use errors.As or
+// CodeOf); an error matching ctx.Err() when ctx ended first; ErrClientClosed,
+// ErrClassicServer, or a wrapped Redis error otherwise.
+func Call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], req Req) (Resp, error) {
+	var resp Resp
+	fc, err := e.encode(req)
+	if err != nil {
+		return resp, err
+	}
+	raw, err := c.call(ctx, fc)
+	if err != nil {
+		return resp, fmt.Errorf("redisrpc: %s: %w", e.name, err)
+	}
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return resp, fmt.Errorf("redisrpc: %s: decoding the result: %w", e.name, err)
+	}
+	return resp, nil
+}
+
+// call sends fc and returns the raw return value.
+func (c *Client) call(ctx context.Context, fc wire.FunctionCall) (json.RawMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req := wire.Request{FunctionCall: fc, Meta: metaToSend(ctx)}
+	if dl, ok := ctx.Deadline(); ok {
+		req.Deadline = dl.UnixMilli()
+	}
+	if c.opts.classic {
+		return c.callClassic(ctx, req)
+	}
+	req.ResponseQueue = c.replyKey
+	req.ID = strconv.FormatUint(c.nextID.Add(1), 36)
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err // unreachable: every member is already JSON
+	}
+	ch := make(chan result, 1)
+	if err := c.register(req.ID, ch); err != nil {
+		return nil, err
+	}
+	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.queue).Element(string(body)).Build()).Error(); err != nil {
+		c.unregister(req.ID)
+		return nil, fmt.Errorf("sending the request: %w", err)
+	}
+	select {
+	case r := <-ch:
+		return outcome(r)
+	case <-ctx.Done():
+		c.unregister(req.ID)
+		return nil, ctx.Err()
+	}
+}
+
+// callClassic waits for the response on a list of the call's own, with no id.
+func (c *Client) callClassic(ctx context.Context, req wire.Request) (json.RawMessage, error) {
+	req.ResponseQueue = wire.ResponsePrefix(c.queue) + randomName(8)
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.queue).Element(string(body)).Build()).Error(); err != nil {
+		return nil, fmt.Errorf("sending the request: %w", err)
+	}
+	wait := 0.0 // BLPOP's "for ever"; ctx still bounds it
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(dl).Seconds(), 0.001)
+	}
+	kv, err := c.rc.Do(ctx, c.rc.B().Blpop().Key(req.ResponseQueue).Timeout(wait).Build()).AsStrSlice()
+	switch {
+	case rueidis.IsRedisNil(err) || ctx.Err() != nil:
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, context.DeadlineExceeded
+	case err != nil:
+		return nil, fmt.Errorf("waiting for the response: %w", err)
+	case len(kv) != 2:
+		return nil, fmt.Errorf("waiting for the response: unexpected BLPOP reply %q", kv)
+	}
+	var r result
+	if err := json.Unmarshal([]byte(kv[1]), &r.resp); err != nil {
+		r.err = fmt.Errorf("malformed response: %w", err)
+	}
+	return outcome(r)
+}
+
+func outcome(r result) (json.RawMessage, error) {
+	switch {
+	case r.err != nil:
+		return nil, r.err
+	case r.resp.Failed():
+		return nil, &Error{Code: Code(r.resp.Code), Message: r.resp.Message()}
+	case r.resp.ReturnValue == nil:
+		return nil, errors.New("malformed response: neither return_value nor exception")
+	}
+	return r.resp.ReturnValue, nil
+}
+
+// register records a pending call and makes sure a receiver runs.
+func (c *Client) register(id string, ch chan result) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClientClosed
+	}
+	c.pending[id] = ch
+	if !c.receiving {
+		c.receiving = true
+		c.wg.Add(1)
+		go c.receive()
+	}
+	return nil
+}
+
+func (c *Client) unregister(id string) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// failAll ends every pending call with err. c.mu must be held.
+func (c *Client) failAll(err error) {
+	for id, ch := range c.pending {
+		ch <- result{err: err}
+		delete(c.pending, id)
+	}
+}
+
+// receive pops responses from the shared list and hands them to their calls.
+// It runs while calls are pending and ends when none are, or on Close.
+func (c *Client) receive() {
+	defer c.wg.Done()
+	for {
+		msgs, err := c.popper.Pop(c.ctx, c.replyKey, pollInterval, maxBatch)
+		c.mu.Lock()
+		if c.closed {
+			c.receiving = false
+			c.mu.Unlock()
+			return
+		}
+		if err != nil {
+			// Calls cannot learn their outcome without this list: fail them now
+			// rather than let them wait for a response that may never come.
+			c.opts.logger.Error("redisrpc: receiving responses", "queue", c.replyKey, "err", err)
+			c.failAll(fmt.Errorf("receiving the response: %w", err))
+		}
+		for _, msg := range msgs {
+			c.deliver(msg)
+		}
+		if len(c.pending) == 0 {
+			c.receiving = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+// deliver hands one response to its call. c.mu must be held.
+func (c *Client) deliver(msg string) {
+	var resp wire.Response
+	if err := json.Unmarshal([]byte(msg), &resp); err != nil {
+		c.opts.logger.Warn("redisrpc: dropped a malformed response", "queue", c.replyKey, "err", err, "message", clip(msg))
+		return
+	}
+	if resp.ID == "" {
+		c.opts.logger.Error("redisrpc: response without id; calling a classic server needs WithClassicServer", "queue", c.replyKey)
+		c.failAll(ErrClassicServer)
+		return
+	}
+	ch, ok := c.pending[resp.ID]
+	if !ok {
+		c.opts.logger.Debug("redisrpc: dropped a response nobody waits for", "queue", c.replyKey, "id", resp.ID)
+		return
+	}
+	delete(c.pending, resp.ID)
+	ch <- result{resp: resp}
+}
+
+type metaKey struct{}
+
+// ContextWithMeta returns a context whose calls send meta as the request's
+// metadata (for example a W3C traceparent). It replaces metadata set before.
+// Handlers read it with MetaFromContext; it is not forwarded further by itself.
+func ContextWithMeta(ctx context.Context, meta map[string]string) context.Context {
+	return context.WithValue(ctx, metaKey{}, meta)
+}
+
+func metaToSend(ctx context.Context) map[string]string {
+	m, _ := ctx.Value(metaKey{}).(map[string]string)
+	return m
+}
+
+func newPopper(rc rueidis.Client) *queue.Popper { return queue.NewPopper(rc) }
+
+func mustQueue(rc rueidis.Client, q string) {
+	if rc == nil {
+		panic("redisrpc: nil rueidis.Client")
+	}
+	if q == "" {
+		panic("redisrpc: empty queue name")
+	}
+}
+
+// randomName returns n characters of A-Z0-9, the alphabet of classic response queues.
+func randomName(n int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	rand.Read(b) // never fails
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// clip shortens a message for a log line.
+func clip(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
