@@ -45,6 +45,11 @@ func Start(mode Mode) (*Server, error) {
 			return startBinary(path)
 		}
 	}
+	return StartEmbedded()
+}
+
+// StartEmbedded starts an in-process server (miniredis) on a loopback port.
+func StartEmbedded() (*Server, error) {
 	mr, err := miniredis.Run()
 	if err != nil {
 		return nil, fmt.Errorf("starting the embedded redis: %w", err)
