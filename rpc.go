@@ -34,7 +34,7 @@
 //
 // id, deadline, meta and code are optional; classic peers ignore them. A server
 // writes only to lists inside "<queue>:rpc:" and logs and drops requests naming
-// any other key. The full contract is PROTOCOL.md in the repository.
+// any other key. The full contract is the project's shared/PROTOCOL.md.
 //
 // Arguments map onto the request type Req like this: no arguments give the zero
 // Req; one positional argument is decoded into Req; named arguments (kwargs) are
