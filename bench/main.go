@@ -1,0 +1,438 @@
+// Command bench compares redisrpc with NATS request-reply on one machine: the
+// broker, the server and the client each run in a process of their own, the
+// systems alternate within each round, and the table shows medians over rounds.
+//
+//	cd bench && go run . [-rounds 3] [-duration 5s] [-callers 1,16,256]
+//
+// It needs redis-server on PATH; NATS runs embedded in a child process. The
+// systems: "redisrpc" (shared response list, batched pops), "blocking-pop"
+// (redisrpc's WithClassicServer mode: one response list and one BLPOP per call,
+// the classic design) and "nats" (nats.go Request against a queue subscriber).
+// Every server decodes and re-encodes the request, a JSON struct of about
+// -size bytes, as a typed handler would.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc"
+)
+
+type payload struct {
+	ID   int    `json:"id"`
+	Data string `json:"data"`
+}
+
+var echo = redisrpc.NewEndpoint[payload, payload]("echo")
+
+const queue = "bench"
+
+func main() {
+	if len(os.Args) > 1 {
+		var err error
+		switch os.Args[1] {
+		case "broker":
+			err = broker(os.Args[2])
+		case "serve":
+			err = serve(os.Args[2], os.Args[3])
+		case "client":
+			err = client(os.Args[2:])
+		default:
+			err = drive(os.Args[1:])
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := drive(nil); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// result is what a client process prints.
+type result struct {
+	Calls  int     `json:"calls"`
+	Secs   float64 `json:"secs"`
+	P50us  float64 `json:"p50_us"`
+	P99us  float64 `json:"p99_us"`
+	Errors int     `json:"errors"`
+}
+
+func (r result) rate() float64 { return float64(r.Calls) / r.Secs }
+
+func drive(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	rounds := fs.Int("rounds", 3, "rounds; each runs every system once per caller count")
+	duration := fs.Duration("duration", 5*time.Second, "measured time per run, after 1s of warm-up")
+	callersFlag := fs.String("callers", "1,16,256", "concurrent callers")
+	size := fs.Int("size", 64, "approximate JSON size of a request")
+	systemsFlag := fs.String("systems", "nats,redisrpc,blocking-pop", "systems to compare")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var callers []int
+	for _, s := range strings.Split(*callersFlag, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("-callers: %w", err)
+		}
+		callers = append(callers, n)
+	}
+	systems := strings.Split(*systemsFlag, ",")
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	natsAddr, stopNATS, err := start(self, "broker", "nats")
+	if err != nil {
+		return err
+	}
+	defer stopNATS()
+	redisAddr, stopRedis, err := startRedis()
+	if err != nil {
+		return err
+	}
+	defer stopRedis()
+	addr := map[string]string{"nats": natsAddr, "redisrpc": redisAddr, "blocking-pop": redisAddr}
+
+	runs := map[string][]result{} // system/callers -> results
+	for round := range *rounds {
+		for _, n := range callers {
+			order := slices.Clone(systems)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, sys := range order {
+				r, err := runOnce(self, sys, addr[sys], n, *size, *duration)
+				if err != nil {
+					return fmt.Errorf("%s with %d callers: %w", sys, n, err)
+				}
+				key := fmt.Sprintf("%s/%d", sys, n)
+				runs[key] = append(runs[key], r)
+				fmt.Fprintf(os.Stderr, "round %d  %-12s callers=%-4d %9.0f calls/s  p50 %6.0f us  p99 %7.0f us  errors %d\n",
+					round+1, sys, n, r.rate(), r.P50us, r.P99us, r.Errors)
+			}
+		}
+	}
+	fmt.Printf("\n%d rounds of %v per run, payload ~%d B, GOMAXPROCS %d, %s\n\n", *rounds, *duration, *size, runtime.GOMAXPROCS(0), time.Now().Format("2006-01-02"))
+	fmt.Println("| callers | system | calls/s | vs nats | p50 us | p99 us |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, n := range callers {
+		base := median(runs[fmt.Sprintf("nats/%d", n)], result.rate)
+		for _, sys := range systems {
+			rs := runs[fmt.Sprintf("%s/%d", sys, n)]
+			rate := median(rs, result.rate)
+			ratio := "-"
+			if base > 0 {
+				ratio = fmt.Sprintf("%.2fx", rate/base)
+			}
+			fmt.Printf("| %d | %s | %.0f | %s | %.0f | %.0f |\n", n, sys, rate, ratio,
+				median(rs, func(r result) float64 { return r.P50us }), median(rs, func(r result) float64 { return r.P99us }))
+		}
+	}
+	return nil
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// runOnce starts a server process for sys, runs a client process against it and
+// stops the server.
+func runOnce(self, sys, addr string, callers, size int, d time.Duration) (result, error) {
+	var r result
+	srv := exec.Command(self, "serve", sys, addr)
+	srv.Stderr = os.Stderr
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		return r, err
+	}
+	if err := srv.Start(); err != nil {
+		return r, err
+	}
+	defer func() {
+		srv.Process.Signal(syscall.SIGTERM)
+		srv.Wait()
+	}()
+	if _, err := readLine(out); err != nil {
+		return r, fmt.Errorf("server did not start: %w", err)
+	}
+	cl := exec.Command(self, "client", sys, addr, strconv.Itoa(callers), strconv.Itoa(size), d.String())
+	cl.Stderr = os.Stderr
+	b, err := cl.Output()
+	if err != nil {
+		return r, fmt.Errorf("client: %w", err)
+	}
+	return r, json.Unmarshal(b, &r)
+}
+
+func readLine(r interface{ Read([]byte) (int, error) }) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for {
+		if _, err := r.Read(one); err != nil {
+			return string(b), err
+		}
+		if one[0] == '\n' {
+			return string(b), nil
+		}
+		b = append(b, one[0])
+	}
+}
+
+// start runs this binary with args and waits for the address it prints.
+func start(self string, args ...string) (string, func(), error) {
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
+	addr, err := readLine(out)
+	if err != nil {
+		stop()
+		return "", nil, err
+	}
+	return addr, stop, nil
+}
+
+func startRedis() (string, func(), error) {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u, func() {}, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting redis-server (is it on PATH?): %w", err)
+	}
+	stop := func() { cmd.Process.Kill(); cmd.Wait() }
+	url := fmt.Sprintf("redis://127.0.0.1:%d", port)
+	for range 100 {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return url, stop, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return "", nil, errors.New("redis-server did not start")
+}
+
+// broker runs an embedded nats-server until terminated.
+func broker(kind string) error {
+	if kind != "nats" {
+		return fmt.Errorf("unknown broker %q", kind)
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true})
+	if err != nil {
+		return err
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return errors.New("nats-server not ready")
+	}
+	fmt.Println(ns.ClientURL())
+	waitSignal()
+	ns.Shutdown()
+	return nil
+}
+
+func waitSignal() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	<-sig
+}
+
+// redisClient returns a rueidis client with the options the README recommends.
+func redisClient(url string) (rueidis.Client, error) {
+	opt, err := rueidis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	opt.DisableCache = true
+	opt.ForceSingleClient = true
+	return rueidis.NewClient(opt)
+}
+
+func serve(sys, addr string) error {
+	handle := func(_ context.Context, p payload) (payload, error) { return p, nil }
+	switch sys {
+	case "nats":
+		nc, err := nats.Connect(addr)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		_, err = nc.QueueSubscribe("echo", "servers", func(m *nats.Msg) {
+			var p payload
+			if err := json.Unmarshal(m.Data, &p); err != nil {
+				return
+			}
+			p, _ = handle(context.Background(), p)
+			b, _ := json.Marshal(p)
+			m.Respond(b)
+		})
+		if err != nil {
+			return err
+		}
+		nc.Flush()
+		fmt.Println("ready")
+		waitSignal()
+		return nil
+	case "redisrpc", "blocking-pop":
+		rc, err := redisClient(addr)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		mux := redisrpc.NewMux(rc, queue, redisrpc.WithConcurrency(256))
+		redisrpc.Handle(mux, echo, handle)
+		served := make(chan error, 1)
+		go func() { served <- mux.Serve(context.Background()) }()
+		fmt.Println("ready")
+		waitSignal()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		mux.Shutdown(ctx)
+		<-served
+		return nil
+	}
+	return fmt.Errorf("unknown system %q", sys)
+}
+
+func client(args []string) error {
+	sys, addr := args[0], args[1]
+	callers, _ := strconv.Atoi(args[2])
+	size, _ := strconv.Atoi(args[3])
+	d, _ := time.ParseDuration(args[4])
+	req := payload{Data: strings.Repeat("x", max(size-20, 1))}
+
+	var call func(ctx context.Context) error
+	switch sys {
+	case "nats":
+		nc, err := nats.Connect(addr)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		call = func(ctx context.Context) error {
+			b, _ := json.Marshal(req)
+			m, err := nc.RequestWithContext(ctx, "echo", b)
+			if err != nil {
+				return err
+			}
+			var p payload
+			return json.Unmarshal(m.Data, &p)
+		}
+	case "redisrpc", "blocking-pop":
+		rc, err := redisClient(addr)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		var opts []redisrpc.Option
+		if sys == "blocking-pop" {
+			opts = append(opts, redisrpc.WithClassicServer())
+		}
+		c := redisrpc.NewClient(rc, queue, opts...)
+		defer c.Close()
+		call = func(ctx context.Context) error {
+			_, err := redisrpc.Call(ctx, c, echo, req)
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown system %q", sys)
+	}
+
+	var (
+		measuring atomic.Bool
+		stop      atomic.Bool
+		mu        sync.Mutex
+		lat       []time.Duration
+		errs      atomic.Int64
+		wg        sync.WaitGroup
+	)
+	for range callers {
+		wg.Go(func() {
+			mine := make([]time.Duration, 0, 1<<14)
+			for !stop.Load() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				t0 := time.Now()
+				err := call(ctx)
+				el := time.Since(t0)
+				cancel()
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				mine = append(mine, el)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+	}
+	time.Sleep(time.Second) // warm-up
+	measuring.Store(true)
+	t0 := time.Now()
+	time.Sleep(d)
+	measuring.Store(false)
+	secs := time.Since(t0).Seconds()
+	stop.Store(true)
+	wg.Wait()
+	slices.Sort(lat)
+	r := result{Calls: len(lat), Secs: secs, Errors: int(errs.Load())}
+	if len(lat) > 0 {
+		r.P50us = float64(lat[len(lat)/2].Microseconds())
+		r.P99us = float64(lat[len(lat)*99/100].Microseconds())
+	}
+	var buf bytes.Buffer
+	json.NewEncoder(&buf).Encode(r)
+	_, err := os.Stdout.Write(buf.Bytes())
+	return err
+}
