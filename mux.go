@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/redisrpc/redisrpc/internal/queue"
+	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -27,8 +27,8 @@ type Mux struct {
 	rc     rueidis.Client
 	queue  string
 	opts   options
-	popper *queue.Popper
-	ttl    int64 // response expiry, seconds
+	popper *lists.Popper
+	pusher *lists.Pusher // responses
 
 	mu       sync.Mutex
 	handlers atomic.Pointer[map[string]handlerFunc] // copied on write
@@ -55,10 +55,13 @@ func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
 		queue:    queue,
 		opts:     o,
 		popper:   newPopper(rc),
-		ttl:      int64((o.responseTTL + time.Second - 1) / time.Second),
 		stopping: make(chan struct{}),
 		slots:    make(chan struct{}, o.concurrency),
 	}
+	ttl := int64((o.responseTTL + time.Second - 1) / time.Second)
+	m.pusher = lists.NewPusher(rc, ttl, func(failed []lists.Item, err error) {
+		m.opts.logger.Error("redisrpc: sending responses", "queue", m.queue, "response_queue", failed[0].Key, "responses", len(failed), "err", err)
+	})
 	m.handlers.Store(&map[string]handlerFunc{})
 	return m
 }
@@ -138,6 +141,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 		m.cancelRun()
 	}
 	m.running.Wait()
+	m.pusher.Wait()
 
 	m.mu.Lock()
 	m.serving = false
@@ -260,8 +264,13 @@ func (m *Mux) serveOne(msg string) {
 		m.active.Add(-1)
 		m.running.Done()
 	}()
-	var req wire.Request
-	if err := json.Unmarshal([]byte(msg), &req); err != nil {
+	req, err := wire.DecodeRequest(wire.StringBytes(msg))
+	if err != nil {
+		if wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
+			m.opts.logger.Warn("redisrpc: answered a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
+			m.respond(req.ResponseQueue, wire.Failure(req.ID, string(CodeInvalidArgument), err.Error()))
+			return
+		}
 		m.opts.logger.Warn("redisrpc: dropped a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
 		return
 	}
@@ -318,25 +327,11 @@ func (m *Mux) invoke(ctx context.Context, req *wire.Request) (resp wire.Response
 	return wire.Failure(req.ID, "", err.Error())
 }
 
-// respond pushes resp and renews the expiry of its list, in one round trip
-// that rueidis pipelines with other handlers' responses.
+// respond queues resp for its list; responses queued together go out in one
+// RPUSH per list, with one EXPIRE, pipelined by rueidis with other traffic.
 func (m *Mux) respond(key string, resp wire.Response) {
-	body, err := json.Marshal(resp)
-	if err != nil {
-		m.opts.logger.Error("redisrpc: encoding a response", "queue", m.queue, "err", err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, r := range m.rc.DoMulti(ctx,
-		m.rc.B().Rpush().Key(key).Element(string(body)).Build(),
-		m.rc.B().Expire().Key(key).Seconds(m.ttl).Build(),
-	) {
-		if err := r.Error(); err != nil {
-			m.opts.logger.Error("redisrpc: sending a response", "queue", m.queue, "response_queue", key, "err", err)
-			return
-		}
-	}
+	body := wire.AppendResponse(make([]byte, 0, 48+len(resp.ID)+len(resp.ReturnValue)+len(resp.Exception)), &resp)
+	m.pusher.Push(lists.Item{Key: key, Value: rueidis.BinaryString(body)})
 }
 
 type incomingMetaKey struct{}

@@ -80,7 +80,7 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/redisrpc/redisrpc/internal/queue"
+	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -210,7 +210,8 @@ type Client struct {
 	queue    string
 	replyKey string // shared response list
 	opts     options
-	popper   *queue.Popper
+	popper   *lists.Popper
+	pusher   *lists.Pusher
 	nextID   atomic.Uint64
 
 	mu        sync.Mutex
@@ -222,9 +223,10 @@ type Client struct {
 	wg        sync.WaitGroup
 }
 
+// result is a raw response, decoded by the calling goroutine, or an error.
 type result struct {
-	resp wire.Response
-	err  error
+	raw string
+	err error
 }
 
 // NewClient returns a Client for the service whose request queue is queue. It
@@ -232,7 +234,7 @@ type result struct {
 func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
 	mustQueue(rc, queue)
 	ctx, stop := context.WithCancel(context.Background())
-	return &Client{
+	c := &Client{
 		rc:       rc,
 		queue:    queue,
 		replyKey: wire.ResponsePrefix(queue) + randomName(20),
@@ -241,6 +243,20 @@ func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
 		pending:  make(map[string]chan result),
 		ctx:      ctx,
 		stop:     stop,
+	}
+	c.pusher = lists.NewPusher(rc, 0, c.pushFailed)
+	return c
+}
+
+// pushFailed ends the calls whose requests could not be sent.
+func (c *Client) pushFailed(failed []lists.Item, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, it := range failed {
+		if ch, ok := c.pending[it.ID]; ok {
+			delete(c.pending, it.ID)
+			ch <- result{err: fmt.Errorf("sending the request: %w", err)}
+		}
 	}
 }
 
@@ -256,6 +272,7 @@ func (c *Client) Close() error {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
+	c.pusher.Wait()
 	return nil
 }
 
@@ -296,18 +313,13 @@ func (c *Client) call(ctx context.Context, fc wire.FunctionCall) (json.RawMessag
 	}
 	req.ResponseQueue = c.replyKey
 	req.ID = strconv.FormatUint(c.nextID.Add(1), 36)
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err // unreachable: every member is already JSON
-	}
+	body := wire.AppendRequest(make([]byte, 0, 96+len(c.replyKey)+len(fc.Name)+len(fc.Args)+len(fc.Kwargs)), &req)
 	ch := make(chan result, 1)
 	if err := c.register(req.ID, ch); err != nil {
 		return nil, err
 	}
-	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.queue).Element(string(body)).Build()).Error(); err != nil {
-		c.unregister(req.ID)
-		return nil, fmt.Errorf("sending the request: %w", err)
-	}
+	// Requests queued by concurrent calls travel together in one RPUSH.
+	c.pusher.Push(lists.Item{Key: c.queue, Value: rueidis.BinaryString(body), ID: req.ID})
 	select {
 	case r := <-ch:
 		return outcome(r)
@@ -320,11 +332,8 @@ func (c *Client) call(ctx context.Context, fc wire.FunctionCall) (json.RawMessag
 // callClassic waits for the response on a list of the call's own, with no id.
 func (c *Client) callClassic(ctx context.Context, req wire.Request) (json.RawMessage, error) {
 	req.ResponseQueue = wire.ResponsePrefix(c.queue) + randomName(8)
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.queue).Element(string(body)).Build()).Error(); err != nil {
+	body := wire.AppendRequest(nil, &req)
+	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.queue).Element(rueidis.BinaryString(body)).Build()).Error(); err != nil {
 		return nil, fmt.Errorf("sending the request: %w", err)
 	}
 	wait := 0.0 // BLPOP's "for ever"; ctx still bounds it
@@ -343,23 +352,23 @@ func (c *Client) callClassic(ctx context.Context, req wire.Request) (json.RawMes
 	case len(kv) != 2:
 		return nil, fmt.Errorf("waiting for the response: unexpected BLPOP reply %q", kv)
 	}
-	var r result
-	if err := json.Unmarshal([]byte(kv[1]), &r.resp); err != nil {
-		r.err = fmt.Errorf("malformed response: %w", err)
-	}
-	return outcome(r)
+	return outcome(result{raw: kv[1]})
 }
 
 func outcome(r result) (json.RawMessage, error) {
-	switch {
-	case r.err != nil:
+	if r.err != nil {
 		return nil, r.err
-	case r.resp.Failed():
-		return nil, &Error{Code: Code(r.resp.Code), Message: r.resp.Message()}
-	case r.resp.ReturnValue == nil:
-		return nil, errors.New("malformed response: neither return_value nor exception")
 	}
-	return r.resp.ReturnValue, nil
+	resp, err := wire.DecodeResponse(wire.StringBytes(r.raw))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("response: %w", err)
+	case resp.Failed():
+		return nil, &Error{Code: Code(resp.Code), Message: resp.Message()}
+	case resp.ReturnValue == nil:
+		return nil, fmt.Errorf("response: %w: neither return_value nor exception", wire.ErrMalformed)
+	}
+	return resp.ReturnValue, nil
 }
 
 // register records a pending call and makes sure a receiver runs.
@@ -422,25 +431,25 @@ func (c *Client) receive() {
 	}
 }
 
-// deliver hands one response to its call. c.mu must be held.
+// deliver hands one response to its call, which decodes it. c.mu must be held.
 func (c *Client) deliver(msg string) {
-	var resp wire.Response
-	if err := json.Unmarshal([]byte(msg), &resp); err != nil {
+	id, err := wire.ResponseID(wire.StringBytes(msg))
+	if err != nil {
 		c.opts.logger.Warn("redisrpc: dropped a malformed response", "queue", c.replyKey, "err", err, "message", clip(msg))
 		return
 	}
-	if resp.ID == "" {
+	if id == "" {
 		c.opts.logger.Error("redisrpc: response without id; calling a classic server needs WithClassicServer", "queue", c.replyKey)
 		c.failAll(ErrClassicServer)
 		return
 	}
-	ch, ok := c.pending[resp.ID]
+	ch, ok := c.pending[id]
 	if !ok {
-		c.opts.logger.Debug("redisrpc: dropped a response nobody waits for", "queue", c.replyKey, "id", resp.ID)
+		c.opts.logger.Debug("redisrpc: dropped a response nobody waits for", "queue", c.replyKey, "id", id)
 		return
 	}
-	delete(c.pending, resp.ID)
-	ch <- result{resp: resp}
+	delete(c.pending, id)
+	ch <- result{raw: msg}
 }
 
 type metaKey struct{}
@@ -457,7 +466,7 @@ func metaToSend(ctx context.Context) map[string]string {
 	return m
 }
 
-func newPopper(rc rueidis.Client) *queue.Popper { return queue.NewPopper(rc) }
+func newPopper(rc rueidis.Client) *lists.Popper { return lists.NewPopper(rc) }
 
 func mustQueue(rc rueidis.Client, q string) {
 	if rc == nil {

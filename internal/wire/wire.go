@@ -76,11 +76,12 @@ func (fc *FunctionCall) ArgsJSON() (data, alt []byte, err error) {
 	if hasArgs && !isKind(fc.Args, '[') {
 		return nil, nil, fmt.Errorf("%w: args is not an array", ErrBadArgs)
 	}
-	var args []json.RawMessage
+	var args [][]byte
 	if hasArgs {
-		if err := json.Unmarshal(fc.Args, &args); err != nil {
-			return nil, nil, fmt.Errorf("%w: args: %v", ErrBadArgs, err)
+		if !json.Valid(fc.Args) {
+			return nil, nil, fmt.Errorf("%w: args is not valid JSON", ErrBadArgs)
 		}
+		args = SplitArray(fc.Args)
 	}
 	hasKwargs = hasKwargs && !isEmptyObject(fc.Kwargs)
 	switch {

@@ -1,6 +1,6 @@
-// Package queue pops batches of messages from Redis lists, using BLMPOP where the
+// Package lists pops and pushes batches of messages on Redis lists: pops use BLMPOP where the
 // server has it and BLPOP followed by LPOP with a count where it does not.
-package queue
+package lists
 
 import (
 	"context"

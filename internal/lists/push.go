@@ -1,0 +1,139 @@
+package lists
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Item is one message for the list Key. ID lets the error callback tell whose
+// messages failed.
+type Item struct {
+	Key, Value, ID string
+}
+
+// Pusher appends messages to lists and combines concurrent pushes: what is
+// queued while one batch is in flight goes out in the next, as one RPUSH per
+// list (and one EXPIRE per list when TTL is set) in one round trip. The
+// goroutine that finds the Pusher idle sends the batch itself, so a lone call
+// pays no hand-off; one that has sent maxRounds batches while others kept
+// coming hands the rest to a drain goroutine. It is safe for concurrent use.
+type Pusher struct {
+	rc      rueidis.Client
+	ttl     int64                          // seconds; 0 sets no expiry
+	onError func(failed []Item, err error) // called with the items that were not pushed
+
+	mu     sync.Mutex
+	queued []Item
+	busy   bool // a goroutine is sending
+	drains sync.WaitGroup
+}
+
+const (
+	maxRounds    = 4
+	maxItems     = 512
+	maxBytes     = 1 << 20
+	writeTimeout = 10 * time.Second
+)
+
+// NewPusher returns a Pusher; ttl > 0 gives every list pushed to that expiry
+// in seconds. onError must not block.
+func NewPusher(rc rueidis.Client, ttl int64, onError func(failed []Item, err error)) *Pusher {
+	return &Pusher{rc: rc, ttl: ttl, onError: onError}
+}
+
+// Push queues it and makes sure it is sent.
+func (p *Pusher) Push(it Item) {
+	p.mu.Lock()
+	p.queued = append(p.queued, it)
+	if p.busy {
+		p.mu.Unlock()
+		return
+	}
+	p.busy = true
+	p.mu.Unlock()
+	p.send(maxRounds)
+}
+
+// Wait waits for drain goroutines; call it when no Push can come any more.
+func (p *Pusher) Wait() { p.drains.Wait() }
+
+// send sends batches until none is queued, or hands over after rounds batches
+// (rounds < 0: never).
+func (p *Pusher) send(rounds int) {
+	for i := 0; ; i++ {
+		p.mu.Lock()
+		if len(p.queued) == 0 {
+			p.busy = false
+			p.mu.Unlock()
+			return
+		}
+		if i == rounds {
+			p.drains.Add(1)
+			p.mu.Unlock()
+			go func() {
+				defer p.drains.Done()
+				p.send(-1)
+			}()
+			return
+		}
+		batch := p.take()
+		p.mu.Unlock()
+		p.write(batch)
+	}
+}
+
+// take removes a batch of bounded size from the queue. p.mu must be held.
+func (p *Pusher) take() []Item {
+	n, size := 0, 0
+	for n < len(p.queued) && n < maxItems && (n == 0 || size+len(p.queued[n].Value) <= maxBytes) {
+		size += len(p.queued[n].Value)
+		n++
+	}
+	batch := p.queued[:n:n]
+	if n == len(p.queued) {
+		p.queued = nil
+	} else {
+		p.queued = p.queued[n:]
+	}
+	return batch
+}
+
+// write pushes batch, grouped by list in order of first appearance.
+func (p *Pusher) write(batch []Item) {
+	var keys []string
+	groups := make(map[string][]string, 1)
+	for _, it := range batch {
+		if _, ok := groups[it.Key]; !ok {
+			keys = append(keys, it.Key)
+		}
+		groups[it.Key] = append(groups[it.Key], it.Value)
+	}
+	cmds := make(rueidis.Commands, 0, 2*len(keys))
+	for _, k := range keys {
+		cmds = append(cmds, p.rc.B().Rpush().Key(k).Element(groups[k]...).Build())
+		if p.ttl > 0 {
+			cmds = append(cmds, p.rc.B().Expire().Key(k).Seconds(p.ttl).Build())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	res := p.rc.DoMulti(ctx, cmds...)
+	step := 1
+	if p.ttl > 0 {
+		step = 2
+	}
+	for i, k := range keys {
+		if err := res[i*step].Error(); err != nil && p.onError != nil {
+			var failed []Item
+			for _, it := range batch {
+				if it.Key == k {
+					failed = append(failed, it)
+				}
+			}
+			p.onError(failed, err)
+		}
+	}
+}

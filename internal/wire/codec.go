@@ -1,0 +1,284 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// The hot path encodes envelopes by appending and decodes them by slicing
+// members out of a message checked once with json.Valid, so that only the
+// caller's own values go through reflection.
+
+// ErrMalformed wraps every failure to decode an envelope.
+var ErrMalformed = errors.New("malformed message")
+
+// AppendRequest appends the JSON of r to b.
+func AppendRequest(b []byte, r *Request) []byte {
+	b = append(b, `{"function_call":{"name":`...)
+	b = appendString(b, r.FunctionCall.Name)
+	if len(r.FunctionCall.Args) > 0 {
+		b = append(append(b, `,"args":`...), r.FunctionCall.Args...)
+	}
+	if len(r.FunctionCall.Kwargs) > 0 {
+		b = append(append(b, `,"kwargs":`...), r.FunctionCall.Kwargs...)
+	}
+	b = appendString(append(b, `},"response_queue":`...), r.ResponseQueue)
+	if r.ID != "" {
+		b = appendString(append(b, `,"id":`...), r.ID)
+	}
+	if r.Deadline != 0 {
+		b = strconv.AppendInt(append(b, `,"deadline":`...), r.Deadline, 10)
+	}
+	if len(r.Meta) > 0 {
+		meta, _ := json.Marshal(r.Meta) // a map of strings always encodes
+		b = append(append(b, `,"meta":`...), meta...)
+	}
+	return append(b, '}')
+}
+
+// AppendResponse appends the JSON of r to b. The id comes first so that a
+// client can route the response without decoding it (ResponseID).
+func AppendResponse(b []byte, r *Response) []byte {
+	b = append(b, '{')
+	if r.ID != "" {
+		b = append(appendString(append(b, `"id":`...), r.ID), ',')
+	}
+	if r.Failed() {
+		b = append(append(b, `"exception":`...), r.Exception...)
+		if r.Code != "" {
+			b = appendString(append(b, `,"code":`...), r.Code)
+		}
+	} else {
+		rv := r.ReturnValue
+		if len(rv) == 0 {
+			rv = []byte("null")
+		}
+		b = append(append(b, `"return_value":`...), rv...)
+	}
+	return append(b, '}')
+}
+
+// DecodeRequest decodes a request. Where the message is an object with a
+// string response_queue, r.ResponseQueue is set even when err is not nil, so
+// that the caller can answer.
+func DecodeRequest(data []byte) (r Request, err error) {
+	if !json.Valid(data) {
+		return r, fmt.Errorf("%w: not JSON", ErrMalformed)
+	}
+	var fc []byte
+	err = eachMember(data, func(key, value []byte) error {
+		switch string(key) {
+		case `"function_call"`:
+			fc = value
+		case `"response_queue"`:
+			return decodeString(value, &r.ResponseQueue, "response_queue")
+		case `"id"`:
+			return decodeString(value, &r.ID, "id")
+		case `"deadline"`:
+			return decodeDeadline(value, &r.Deadline)
+		case `"meta"`:
+			if string(value) != "null" {
+				if err := json.Unmarshal(value, &r.Meta); err != nil {
+					return fmt.Errorf("%w: meta is not an object of strings", ErrMalformed)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	if fc == nil {
+		return r, fmt.Errorf("%w: no function_call", ErrMalformed)
+	}
+	return r, eachMember(fc, func(key, value []byte) error {
+		switch string(key) {
+		case `"name"`:
+			return decodeString(value, &r.FunctionCall.Name, "function_call.name")
+		case `"args"`:
+			r.FunctionCall.Args = value
+		case `"kwargs"`:
+			r.FunctionCall.Kwargs = value
+		}
+		return nil
+	})
+}
+
+// DecodeResponse decodes a response.
+func DecodeResponse(data []byte) (r Response, err error) {
+	if !json.Valid(data) {
+		return r, fmt.Errorf("%w: not JSON", ErrMalformed)
+	}
+	err = eachMember(data, func(key, value []byte) error {
+		switch string(key) {
+		case `"return_value"`:
+			r.ReturnValue = value
+		case `"exception"`:
+			r.Exception = value
+		case `"code"`:
+			if string(value) != "null" {
+				return decodeString(value, &r.Code, "code")
+			}
+		case `"id"`:
+			return decodeString(value, &r.ID, "id")
+		}
+		return nil
+	})
+	return r, err
+}
+
+// ResponseID returns the id of a response cheaply: from the front of the
+// message when it starts as AppendResponse writes it, else by decoding it.
+func ResponseID(data []byte) (string, error) {
+	const prefix = `{"id":"`
+	if bytes.HasPrefix(data, []byte(prefix)) {
+		rest := data[len(prefix):]
+		for i, c := range rest {
+			if c == '"' {
+				return string(rest[:i]), nil
+			}
+			if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+				break
+			}
+		}
+	}
+	r, err := DecodeResponse(data)
+	return r.ID, err
+}
+
+func decodeString(raw []byte, dst *string, name string) error {
+	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		*dst = string(raw[1 : len(raw)-1]) // no escapes, valid UTF-8: the bytes are the string
+		return nil
+	}
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, dst) != nil {
+		return fmt.Errorf("%w: %s is not a string", ErrMalformed, name)
+	}
+	return nil
+}
+
+func decodeDeadline(raw []byte, dst *int64) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		*dst = n
+		return nil
+	}
+	var f float64 // 1.764e12 is a number too
+	if err := json.Unmarshal(raw, &f); err != nil || f < 0 || f > 1<<62 {
+		return fmt.Errorf("%w: deadline is not a time in milliseconds", ErrMalformed)
+	}
+	*dst = int64(f)
+	return nil
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			q, _ := json.Marshal(s) // the rare string that needs escaping
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// eachMember calls fn with the quoted key and the raw value of each member of
+// the JSON object data, which must be valid JSON.
+func eachMember(data []byte, fn func(key, value []byte) error) error {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return fmt.Errorf("%w: not an object", ErrMalformed)
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return nil
+	}
+	for i < len(data) {
+		end := skipValue(data, i) // the key, a string
+		key := data[i:end]
+		i = skipSpace(data, skipSpace(data, end)+1) // past ':'
+		end = skipValue(data, i)
+		if bytes.IndexByte(key, '\\') >= 0 {
+			var k string
+			json.Unmarshal(key, &k)
+			key, _ = json.Marshal(k) // escapes undone, so "\u0069d" is "id"
+		}
+		if err := fn(key, data[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(data, end)
+		if i < len(data) && data[i] == '}' {
+			return nil
+		}
+		i = skipSpace(data, i+1) // past ','
+	}
+	return fmt.Errorf("%w: truncated object", ErrMalformed)
+}
+
+// skipValue returns the index just past the valid JSON value starting at i.
+func skipValue(data []byte, i int) int {
+	depth := 0
+	for ; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '"':
+			for i++; i < len(data) && data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of a scalar member
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\r', '\n', ':':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// SplitArray returns the elements of the valid JSON array data.
+func SplitArray(data []byte) [][]byte {
+	var out [][]byte
+	i := skipSpace(data, 0) + 1 // past '['
+	for i = skipSpace(data, i); i < len(data) && data[i] != ']'; {
+		end := skipValue(data, i)
+		out = append(out, data[i:end])
+		i = skipSpace(data, end)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+	}
+	return out
+}
+
+// StringBytes returns the bytes of s without copying, for the decoders here,
+// which only read them. The result must never be written to.
+func StringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

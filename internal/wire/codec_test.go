@@ -1,0 +1,167 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var requestSamples = []string{
+	`{"function_call":{"name":"add","args":[5]},"response_queue":"calc:rpc:X7Y2US0A"}`,
+	` { "function_call" : { "name" : "add" , "args" : [ 5 , {"a":[1,"]}"]} ] , "kwargs" : { "round" : true } } , "response_queue" : "calc:rpc:A" , "id" : "7" , "deadline" : 1764050000000 , "meta" : {"traceparent":"00-x"} } `,
+	`{"response_queue":"calc:rpc:A","function_call":{"kwargs":{"x":"\"}"},"name":"f\u00e9"},"deadline":null}`,
+	`{"function_call":{"name":"f"},"response_queue":"calc:rpc:A","id":"a\"b","unknown":[1,{"x":null}],"deadline":1.764e12}`,
+	`{"function_call":{"name":"f","args":null,"kwargs":null},"response_queue":"calc:rpc:A","\u0069d":"9"}`,
+	`{"function_call":{"name":"f","args":[]},"response_queue":"calc:rpc:A","meta":null,"deadline":5}`,
+}
+
+// TestDecodeRequestMatchesEncodingJSON: the slicing decoder agrees with
+// encoding/json on every sample.
+func TestDecodeRequestMatchesEncodingJSON(t *testing.T) {
+	for _, s := range requestSamples {
+		got, err := DecodeRequest([]byte(s))
+		if err != nil {
+			t.Errorf("DecodeRequest(%s): %v", s, err)
+			continue
+		}
+		want := viaEncodingJSON(t, s)
+		if !sameRequest(got, want) {
+			t.Errorf("DecodeRequest(%s):\n got %+v\nwant %+v", s, got, want)
+		}
+	}
+}
+
+func viaEncodingJSON(t testing.TB, s string) Request {
+	var aux struct {
+		Request
+		Deadline *float64 `json:"deadline"`
+	}
+	if err := json.Unmarshal([]byte(s), &aux); err != nil {
+		t.Fatalf("encoding/json: %v", err)
+	}
+	r := aux.Request
+	if aux.Deadline != nil {
+		r.Deadline = int64(*aux.Deadline)
+	}
+	return r
+}
+
+func sameRequest(a, b Request) bool {
+	return a.FunctionCall.Name == b.FunctionCall.Name &&
+		compact(a.FunctionCall.Args) == compact(b.FunctionCall.Args) &&
+		compact(a.FunctionCall.Kwargs) == compact(b.FunctionCall.Kwargs) &&
+		a.ResponseQueue == b.ResponseQueue && a.ID == b.ID && a.Deadline == b.Deadline &&
+		(len(a.Meta) == 0 && len(b.Meta) == 0 || reflect.DeepEqual(a.Meta, b.Meta))
+}
+
+func compact(raw []byte) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var b bytes.Buffer
+	json.Compact(&b, raw)
+	return b.String()
+}
+
+func TestDecodeRequestRejects(t *testing.T) {
+	for _, s := range []string{
+		``, `not json`, `[1]`, `"x"`, `{"function_call":`, `{}`,
+		`{"function_call":{"name":5},"response_queue":"q:rpc:a"}`,
+		`{"function_call":[],"response_queue":"q:rpc:a"}`,
+		`{"function_call":{"name":"f"},"response_queue":5}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":"soon"}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","meta":{"a":1}}`,
+	} {
+		if _, err := DecodeRequest([]byte(s)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("DecodeRequest(%q): got %v, want ErrMalformed", s, err)
+		}
+	}
+	// The response queue is known even when the rest is bad, so the server can answer.
+	r, err := DecodeRequest([]byte(`{"response_queue":"q:rpc:a","function_call":{"name":7}}`))
+	if err == nil || r.ResponseQueue != "q:rpc:a" {
+		t.Errorf("got %q, %v; want the response queue and an error", r.ResponseQueue, err)
+	}
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	in := Request{
+		FunctionCall:  FunctionCall{Name: "gr\"eet\n", Args: []byte(`[1,"two"]`), Kwargs: []byte(`{"a":1}`)},
+		ResponseQueue: "calc:rpc:ÅB", ID: "1f", Deadline: 1764050000000, Meta: map[string]string{"k": "v"},
+	}
+	b := AppendRequest(nil, &in)
+	if !json.Valid(b) {
+		t.Fatalf("AppendRequest wrote invalid JSON: %s", b)
+	}
+	out, err := DecodeRequest(b)
+	if err != nil || !sameRequest(in, out) {
+		t.Errorf("round trip of %s: got %+v, %v", b, out, err)
+	}
+	if want := viaEncodingJSON(t, string(b)); !sameRequest(want, out) {
+		t.Errorf("encoding/json reads %s as %+v", b, want)
+	}
+}
+
+func TestResponseRoundTrip(t *testing.T) {
+	for _, in := range []Response{
+		Success("", nil), Success("1f", []byte(`{"x":[1,2]}`)),
+		Failure("", "", "boom"), Failure("a\"b", "not_found", "no \"f\""),
+	} {
+		b := AppendResponse(nil, &in)
+		var std Response
+		if err := json.Unmarshal(b, &std); err != nil {
+			t.Fatalf("AppendResponse wrote invalid JSON %s: %v", b, err)
+		}
+		out, err := DecodeResponse(b)
+		if err != nil || out.ID != in.ID || out.Code != in.Code || compact(out.ReturnValue) != compact(in.ReturnValue) ||
+			compact(out.Exception) != compact(in.Exception) || std.ID != in.ID {
+			t.Errorf("round trip of %s: got %+v, %v", b, out, err)
+		}
+		id, err := ResponseID(b)
+		if err != nil || id != in.ID {
+			t.Errorf("ResponseID(%s): got %q, %v; want %q", b, id, err, in.ID)
+		}
+	}
+	if id, err := ResponseID([]byte(`{"return_value":1,"backtrace":["x"],"id":"zz"}`)); err != nil || id != "zz" {
+		t.Errorf("ResponseID of a reordered response: got %q, %v; want zz", id, err)
+	}
+}
+
+func TestSplitArray(t *testing.T) {
+	for in, want := range map[string]string{
+		`[]`: ``, `[1]`: `1`, ` [ 1 , "a,]" , [2,[3]] , {"b":"}"} , null ] `: `1|"a,]"|[2,[3]]|{"b":"}"}|null`,
+	} {
+		var parts []string
+		for _, p := range SplitArray([]byte(in)) {
+			parts = append(parts, string(p))
+		}
+		if got := strings.Join(parts, "|"); got != want {
+			t.Errorf("SplitArray(%s): got %s, want %s", in, got, want)
+		}
+	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range requestSamples {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeRequest(data)
+		if err != nil {
+			return
+		}
+		fc := r.FunctionCall
+		fc.ArgsJSON() // must not panic
+		// What decodes re-encodes as valid JSON that decodes the same.
+		b := AppendRequest(nil, &r)
+		if !json.Valid(b) {
+			t.Fatalf("AppendRequest wrote invalid JSON %q", b)
+		}
+		again, err := DecodeRequest(b)
+		if err != nil || !sameRequest(r, again) {
+			t.Fatalf("round trip of %q: got %+v, %v; want %+v", b, again, err, r)
+		}
+	})
+}
