@@ -37,12 +37,18 @@ type Mux struct {
 	stopping chan struct{} // closed by Shutdown
 
 	// Handlers run under runCtx, which is cancelled when Serve's context ends
-	// or Shutdown gives up; running counts them.
+	// or Shutdown gives up. Workers run them; running counts the workers,
+	// active the requests taken and not yet answered.
 	runCtx    context.Context
 	cancelRun context.CancelFunc
 	running   sync.WaitGroup
 	active    atomic.Int64
-	slots     chan struct{}
+	work      chan string   // to an idle worker
+	idle      chan struct{} // closed when Serve stops: idle workers end
+
+	slotMu sync.Mutex
+	free   int           // handler slots not in use
+	freed  chan struct{} // signalled when a slot frees
 }
 
 // NewMux returns a Mux serving the request queue queue. It uses rc and never
@@ -56,7 +62,9 @@ func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
 		opts:     o,
 		popper:   newPopper(rc),
 		stopping: make(chan struct{}),
-		slots:    make(chan struct{}, o.concurrency),
+		work:     make(chan string),
+		free:     o.concurrency,
+		freed:    make(chan struct{}, 1),
 	}
 	ttl := int64((o.responseTTL + time.Second - 1) / time.Second)
 	m.pusher = lists.NewPusher(rc, ttl, func(failed []lists.Item, err error) {
@@ -133,6 +141,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 	}
 	m.serving = true
 	m.runCtx, m.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
+	m.idle = make(chan struct{})
 	m.mu.Unlock()
 	defer m.cancelRun()
 
@@ -140,6 +149,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 	if ctx.Err() != nil {
 		m.cancelRun()
 	}
+	close(m.idle)
 	m.running.Wait()
 	m.pusher.Wait()
 
@@ -162,9 +172,7 @@ func (m *Mux) loop(ctx context.Context) error {
 		popCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pollInterval+10*time.Second)
 		msgs, err := m.popper.Pop(popCtx, m.queue, pollInterval, n)
 		cancel()
-		for range n - len(msgs) {
-			<-m.slots
-		}
+		m.release(n - len(msgs))
 		if err != nil {
 			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
 			m.opts.logger.Error("redisrpc: taking requests", "queue", m.queue, "err", err, "retry_in", backoff)
@@ -174,40 +182,71 @@ func (m *Mux) loop(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
+		m.active.Add(int64(len(msgs)))
 		for _, msg := range msgs {
-			m.running.Add(1)
-			m.active.Add(1)
-			go m.serveOne(msg)
+			select {
+			case m.work <- msg:
+			default: // no worker idle; there are fewer workers than slots
+				m.running.Add(1)
+				go m.worker(msg)
+			}
 		}
 	}
 }
 
 // acquire waits for at least one free handler slot and takes all free ones.
 func (m *Mux) acquire(ctx context.Context) (int, error) {
-	select { // stopping wins over a free slot
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-m.stopping:
-		return 0, ErrServerClosed
-	default:
-	}
-	select {
-	case m.slots <- struct{}{}:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-m.stopping:
-		return 0, ErrServerClosed
-	}
-	n := 1
-	for n < cap(m.slots) {
-		select {
-		case m.slots <- struct{}{}:
-			n++
+	for {
+		select { // stopping wins over a free slot
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-m.stopping:
+			return 0, ErrServerClosed
 		default:
+		}
+		m.slotMu.Lock()
+		n := m.free
+		m.free = 0
+		m.slotMu.Unlock()
+		if n > 0 {
 			return n, nil
 		}
+		select {
+		case <-m.freed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-m.stopping:
+			return 0, ErrServerClosed
+		}
 	}
-	return n, nil
+}
+
+// release returns n handler slots.
+func (m *Mux) release(n int) {
+	if n == 0 {
+		return
+	}
+	m.slotMu.Lock()
+	m.free += n
+	m.slotMu.Unlock()
+	select {
+	case m.freed <- struct{}{}:
+	default:
+	}
+}
+
+// worker serves requests until Serve stops. Workers live as long as Serve so
+// that their grown stacks serve many requests.
+func (m *Mux) worker(msg string) {
+	defer m.running.Done()
+	for {
+		m.serveOne(msg)
+		select {
+		case msg = <-m.work:
+		case <-m.idle:
+			return
+		}
+	}
 }
 
 func (m *Mux) sleep(ctx context.Context, d time.Duration) error {
@@ -260,9 +299,8 @@ func (m *Mux) Shutdown(ctx context.Context) error {
 // serveOne handles one raw request.
 func (m *Mux) serveOne(msg string) {
 	defer func() {
-		<-m.slots
 		m.active.Add(-1)
-		m.running.Done()
+		m.release(1)
 	}()
 	req, err := wire.DecodeRequest(wire.StringBytes(msg))
 	if err != nil {

@@ -402,7 +402,8 @@ func (c *Client) failAll(err error) {
 }
 
 // receive pops responses from the shared list and hands them to their calls.
-// It runs while calls are pending and ends when none are, or on Close.
+// It runs while calls come, and ends on Close or when a wait for responses
+// timed out with no call pending.
 func (c *Client) receive() {
 	defer c.wg.Done()
 	for {
@@ -422,7 +423,7 @@ func (c *Client) receive() {
 		for _, msg := range msgs {
 			c.deliver(msg)
 		}
-		if len(c.pending) == 0 {
+		if len(msgs) == 0 && len(c.pending) == 0 {
 			c.receiving = false
 			c.mu.Unlock()
 			return
