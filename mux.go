@@ -145,7 +145,16 @@ func (m *Mux) Serve(ctx context.Context) error {
 	m.mu.Unlock()
 	defer m.cancelRun()
 
-	err := m.loop(ctx)
+	// Two pops wait in Redis at once, so that one is there while the other
+	// goes back for more: a pull model's round trip off the critical path.
+	errs := make(chan error, poppers)
+	for range poppers {
+		go func() { errs <- m.loop(ctx) }()
+	}
+	var err error
+	for range poppers {
+		err = <-errs
+	}
 	if ctx.Err() != nil {
 		m.cancelRun()
 	}
@@ -158,6 +167,9 @@ func (m *Mux) Serve(ctx context.Context) error {
 	m.mu.Unlock()
 	return err
 }
+
+// poppers is the number of pops a Mux or Client keeps waiting on a list.
+const poppers = 2
 
 // loop pops requests while slots are free and starts a handler for each.
 func (m *Mux) loop(ctx context.Context) error {

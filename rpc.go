@@ -216,7 +216,7 @@ type Client struct {
 
 	mu        sync.Mutex
 	pending   map[string]chan result
-	receiving bool // a receive goroutine runs
+	receiving int // receive goroutines running, at most poppers
 	closed    bool
 	stop      context.CancelFunc
 	ctx       context.Context
@@ -379,8 +379,8 @@ func (c *Client) register(id string, ch chan result) error {
 		return ErrClientClosed
 	}
 	c.pending[id] = ch
-	if !c.receiving {
-		c.receiving = true
+	for c.receiving < poppers {
+		c.receiving++
 		c.wg.Add(1)
 		go c.receive()
 	}
@@ -410,7 +410,7 @@ func (c *Client) receive() {
 		msgs, err := c.popper.Pop(c.ctx, c.replyKey, pollInterval, maxBatch)
 		c.mu.Lock()
 		if c.closed {
-			c.receiving = false
+			c.receiving--
 			c.mu.Unlock()
 			return
 		}
@@ -424,7 +424,7 @@ func (c *Client) receive() {
 			c.deliver(msg)
 		}
 		if len(msgs) == 0 && len(c.pending) == 0 {
-			c.receiving = false
+			c.receiving--
 			c.mu.Unlock()
 			return
 		}

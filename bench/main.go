@@ -23,7 +23,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,8 +93,12 @@ func drive(args []string) error {
 	callersFlag := fs.String("callers", "1,16,256", "concurrent callers")
 	size := fs.Int("size", 64, "approximate JSON size of a request")
 	systemsFlag := fs.String("systems", "nats,redisrpc,blocking-pop", "systems to compare")
+	profile := fs.String("profile", "", "write CPU profiles of the server and client processes to this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *profile != "" {
+		os.Setenv("BENCH_PROFILE", *profile) // the children read it
 	}
 	var callers []int
 	for _, s := range strings.Split(*callersFlag, ",") {
@@ -296,7 +302,22 @@ func redisClient(url string) (rueidis.Client, error) {
 	return rueidis.NewClient(opt)
 }
 
+// profileTo starts a CPU profile of this process when BENCH_PROFILE is set.
+func profileTo(name string) func() {
+	dir := os.Getenv("BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, os.Getpid())))
+	if err != nil {
+		return func() {}
+	}
+	pprof.StartCPUProfile(f)
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
 func serve(sys, addr string) error {
+	defer profileTo("serve-" + sys)()
 	handle := func(_ context.Context, p payload) (payload, error) { return p, nil }
 	switch sys {
 	case "nats":
@@ -344,6 +365,7 @@ func serve(sys, addr string) error {
 
 func client(args []string) error {
 	sys, addr := args[0], args[1]
+	defer profileTo("client-" + sys)()
 	callers, _ := strconv.Atoi(args[2])
 	size, _ := strconv.Atoi(args[3])
 	d, _ := time.ParseDuration(args[4])
