@@ -44,11 +44,20 @@
 //
 // # Connections
 //
-// A Client sends all its calls over rueidis' pipelined connections and receives
-// all responses on one shared list, <queue>:rpc:<client id>, matched to calls by
-// id: any number of concurrent calls use one blocking pop. With WithClassicServer
-// each call instead waits on a list of its own, as classic clients do, and holds
-// one of rueidis' blocking connections while it waits.
+// A Client receives all its responses on one shared list, <queue>:rpc:<client
+// id>, matched to calls by id: any number of concurrent calls share two waiting
+// pops (two of rueidis' blocking connections) and its pipelined connections.
+// Requests sent while others are in flight travel together in one RPUSH. A Mux
+// keeps two pops waiting on its queue, taking up to as many requests as it has
+// free handler slots, and pushes the responses that are ready together, one
+// RPUSH and one EXPIRE per response list. With WithClassicServer each call
+// instead waits on a list of its own, as classic clients do, and holds one
+// blocking connection while it waits.
+//
+// Pops use BLMPOP with a count on Redis 7 and BLPOP followed by LPOP with a
+// count elsewhere. They are never cancelled, since a cancelled pop can lose
+// what Redis popped: they wait at most a second, which bounds how long Close
+// and Shutdown take to notice.
 //
 // # Delivery
 //
@@ -156,10 +165,14 @@ type options struct {
 	concurrency int
 	responseTTL time.Duration
 	classic     bool
+	atLeastOnce bool
+	heartbeat   time.Duration
+	maxMessage  int
 }
 
 func newOptions(opts []Option) options {
-	o := options{logger: slog.Default(), concurrency: 64, responseTTL: time.Minute}
+	o := options{logger: slog.Default(), concurrency: 64, responseTTL: time.Minute,
+		heartbeat: 10 * time.Second, maxMessage: 1 << 20}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -187,6 +200,30 @@ func WithConcurrency(n int) Option {
 // is rounded up to whole seconds. The default is one minute.
 func WithResponseTTL(d time.Duration) Option {
 	return func(o *options) { o.responseTTL = max(d, time.Second) }
+}
+
+// WithAtLeastOnce makes a Mux deliver each request at least once: it moves the
+// requests it takes into a processing list of its own, atomically, and removes
+// each only after its response is pushed; when a server stops beating (see
+// WithHeartbeat), live servers put its requests back at the head of the queue.
+// A request may then run more than once, so handlers must be idempotent. The
+// default is at most once.
+func WithAtLeastOnce() Option {
+	return func(o *options) { o.atLeastOnce = true }
+}
+
+// WithHeartbeat sets how long a Mux in at-least-once mode may go silent before
+// other servers give its requests back to the queue. It beats every third of
+// that. The default is 10 seconds; values below 300ms mean 300ms.
+func WithHeartbeat(d time.Duration) Option {
+	return func(o *options) { o.heartbeat = max(d, 300*time.Millisecond) }
+}
+
+// WithMaxMessageSize bounds the requests a Mux decodes, in bytes; larger ones
+// are answered with CodeInvalidArgument without being decoded or copied. The
+// default is 1 MiB.
+func WithMaxMessageSize(n int) Option {
+	return func(o *options) { o.maxMessage = max(n, 64) }
 }
 
 // WithClassicServer makes a Client wait for each response on a list of its own,

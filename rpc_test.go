@@ -790,3 +790,59 @@ func ExampleCodeOf() {
 	}
 	// Output: no answer in time
 }
+
+// TestThousandCallsFewConnections: 1,000 calls in flight from one client use
+// a handful of Redis connections: the pipelined ones plus two waiting pops.
+func TestThousandCallsFewConnections(t *testing.T) {
+	t.Parallel()
+	if redis.Embedded {
+		t.Skip("the embedded server does not list clients by name")
+	}
+	opt, err := redis.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ClientName = fmt.Sprintf("conns-%d", time.Now().UnixNano())
+	own, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+
+	const calls = 1000
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(calls))
+	var inside sync.WaitGroup
+	inside.Add(calls)
+	release := make(chan struct{})
+	hold := redisrpc.NewEndpoint[int, int]("hold")
+	redisrpc.Handle(mux, hold, func(_ context.Context, x int) (int, error) {
+		inside.Done()
+		<-release
+		return x, nil
+	})
+	serve(t, mux)
+	c := redisrpc.NewClient(own, q, redisrpc.WithLogger(quiet))
+	defer c.Close()
+	ctx := timeout(t, 60*time.Second)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			if got, err := redisrpc.Call(ctx, c, hold, i); err != nil || got != i {
+				t.Errorf("hold(%d): got %d, %v", i, got, err)
+			}
+		})
+	}
+	inside.Wait() // every call is in flight
+	list, err := rc.Do(ctx, rc.B().ClientList().Build()).ToString()
+	close(release)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := strings.Count(list, "name="+opt.ClientName+" ")
+	t.Logf("%d calls in flight over %d connections", calls, n)
+	if n == 0 || n > 8 {
+		t.Errorf("connections of the client: got %d, want 1 to 8", n)
+	}
+}
