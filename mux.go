@@ -27,8 +27,9 @@ type Mux struct {
 	rc     rueidis.Client
 	queue  string
 	opts   options
-	popper *lists.Popper
-	pusher *lists.Pusher // responses
+	popper   *lists.Popper
+	pusher   *lists.Pusher   // responses
+	reliable *lists.Reliable // at-least-once delivery, or nil
 
 	mu       sync.Mutex
 	handlers atomic.Pointer[map[string]handlerFunc] // copied on write
@@ -68,8 +69,16 @@ func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
 	}
 	ttl := int64((o.responseTTL + time.Second - 1) / time.Second)
 	m.pusher = lists.NewPusher(rc, ttl, func(failed []lists.Item, err error) {
+		if len(failed) == 0 {
+			m.opts.logger.Error("redisrpc: removing answered requests from the processing list", "queue", m.queue, "err", err)
+			return
+		}
 		m.opts.logger.Error("redisrpc: sending responses", "queue", m.queue, "response_queue", failed[0].Key, "responses", len(failed), "err", err)
 	})
+	if o.atLeastOnce {
+		m.reliable = lists.NewReliable(rc, queue, randomName(16), o.heartbeat)
+		m.pusher.AckFrom(m.reliable.Processing())
+	}
 	m.handlers.Store(&map[string]handlerFunc{})
 	return m
 }
@@ -144,6 +153,24 @@ func (m *Mux) Serve(ctx context.Context) error {
 	m.idle = make(chan struct{})
 	m.mu.Unlock()
 	defer m.cancelRun()
+	if m.reliable != nil {
+		stop := make(chan struct{})
+		beating := make(chan struct{})
+		m.beat()
+		go func() {
+			defer close(beating)
+			m.keepAlive(stop)
+		}()
+		defer func() { // after the handlers have answered
+			close(stop)
+			<-beating
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := m.reliable.Leave(ctx); err != nil {
+				m.opts.logger.Error("redisrpc: leaving", "queue", m.queue, "err", err)
+			}
+		}()
+	}
 
 	// Two pops wait in Redis at once, so that one is there while the other
 	// goes back for more: a pull model's round trip off the critical path.
@@ -182,7 +209,12 @@ func (m *Mux) loop(ctx context.Context) error {
 		// Never cancel a pop: what Redis popped would be lost. pollInterval
 		// brings it back; the extra time covers a slow or vanished server.
 		popCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pollInterval+10*time.Second)
-		msgs, err := m.popper.Pop(popCtx, m.queue, pollInterval, n)
+		var msgs []string
+		if m.reliable != nil {
+			msgs, err = m.reliable.Pop(popCtx, pollInterval, n)
+		} else {
+			msgs, err = m.popper.Pop(popCtx, m.queue, pollInterval, n)
+		}
 		cancel()
 		m.release(n - len(msgs))
 		if err != nil {
@@ -308,25 +340,60 @@ func (m *Mux) Shutdown(ctx context.Context) error {
 	}
 }
 
+// keepAlive beats and rescues the requests of silent servers until stop closes.
+func (m *Mux) keepAlive(stop <-chan struct{}) {
+	t := time.NewTicker(m.opts.heartbeat / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			m.beat()
+		}
+	}
+}
+
+func (m *Mux) beat() {
+	ctx, cancel := context.WithTimeout(context.Background(), m.opts.heartbeat/3)
+	defer cancel()
+	if err := m.reliable.Beat(ctx); err != nil {
+		m.opts.logger.Error("redisrpc: heartbeat", "queue", m.queue, "err", err)
+		return
+	}
+	n, err := m.reliable.Rescue(ctx)
+	if err != nil {
+		m.opts.logger.Error("redisrpc: rescuing requests of silent servers", "queue", m.queue, "err", err)
+	} else if n > 0 {
+		m.opts.logger.Warn("redisrpc: put back requests of a silent server", "queue", m.queue, "requests", n)
+	}
+}
+
 // serveOne handles one raw request.
 func (m *Mux) serveOne(msg string) {
 	defer func() {
 		m.active.Add(-1)
 		m.release(1)
 	}()
+	if len(msg) > m.opts.maxMessage {
+		m.tooLarge(msg)
+		return
+	}
 	req, err := wire.DecodeRequest(wire.StringBytes(msg))
 	if err != nil {
 		if wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
 			m.opts.logger.Warn("redisrpc: answered a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
-			m.respond(req.ResponseQueue, wire.Failure(req.ID, string(CodeInvalidArgument), err.Error()))
+			m.respond(req.ResponseQueue, wire.Failure(req.ID, string(CodeInvalidArgument), err.Error()), msg)
 			return
 		}
 		m.opts.logger.Warn("redisrpc: dropped a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
+		m.drop(msg)
 		return
 	}
 	if !wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
 		m.opts.logger.Warn("redisrpc: dropped a request whose response queue is outside the namespace",
 			"queue", m.queue, "response_queue", clip(req.ResponseQueue), "function", clip(req.FunctionCall.Name))
+		m.drop(msg)
 		return
 	}
 	ctx := m.runCtx
@@ -335,6 +402,7 @@ func (m *Mux) serveOne(msg string) {
 		if !time.Now().Before(dl) {
 			// The caller has stopped waiting: running it would be wasted work.
 			m.opts.logger.Debug("redisrpc: dropped a request past its deadline", "queue", m.queue, "function", req.FunctionCall.Name)
+			m.drop(msg)
 			return
 		}
 		var cancel context.CancelFunc
@@ -344,7 +412,32 @@ func (m *Mux) serveOne(msg string) {
 	if len(req.Meta) > 0 {
 		ctx = context.WithValue(ctx, incomingMetaKey{}, req.Meta)
 	}
-	m.respond(req.ResponseQueue, m.invoke(ctx, &req))
+	m.respond(req.ResponseQueue, m.invoke(ctx, &req), msg)
+}
+
+// tooLarge answers a request over the size limit from its envelope alone,
+// read in place, or drops it.
+func (m *Mux) tooLarge(msg string) {
+	queue, id := wire.PeekReply(wire.StringBytes(msg))
+	m.opts.logger.Warn("redisrpc: request too large", "queue", m.queue, "bytes", len(msg), "limit", m.opts.maxMessage)
+	if !wire.ValidResponseQueue(m.queue, queue) {
+		m.drop(msg)
+		return
+	}
+	m.respond(queue, wire.Failure(id, string(CodeInvalidArgument),
+		fmt.Sprintf("request of %d bytes is over the limit of %d", len(msg), m.opts.maxMessage)), msg)
+}
+
+// drop forgets a request that gets no response.
+func (m *Mux) drop(msg string) {
+	if m.reliable == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.reliable.Ack(ctx, msg); err != nil {
+		m.opts.logger.Error("redisrpc: removing a dropped request from the processing list", "queue", m.queue, "err", err)
+	}
 }
 
 // invoke runs the handler of req and turns its outcome into a response.
@@ -379,9 +472,14 @@ func (m *Mux) invoke(ctx context.Context, req *wire.Request) (resp wire.Response
 
 // respond queues resp for its list; responses queued together go out in one
 // RPUSH per list, with one EXPIRE, pipelined by rueidis with other traffic.
-func (m *Mux) respond(key string, resp wire.Response) {
+// In at-least-once mode the request, req, leaves the processing list after.
+func (m *Mux) respond(key string, resp wire.Response, req string) {
 	body := wire.AppendResponse(make([]byte, 0, 48+len(resp.ID)+len(resp.ReturnValue)+len(resp.Exception)), &resp)
-	m.pusher.Push(lists.Item{Key: key, Value: rueidis.BinaryString(body)})
+	it := lists.Item{Key: key, Value: rueidis.BinaryString(body)}
+	if m.reliable != nil {
+		it.Ack = req
+	}
+	m.pusher.Push(it)
 }
 
 type incomingMetaKey struct{}

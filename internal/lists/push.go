@@ -9,9 +9,10 @@ import (
 )
 
 // Item is one message for the list Key. ID lets the error callback tell whose
-// messages failed.
+// messages failed. Ack, when set, is removed from the Pusher's ack list once the
+// message is pushed: a request leaves a processing list only when answered.
 type Item struct {
-	Key, Value, ID string
+	Key, Value, ID, Ack string
 }
 
 // Pusher appends messages to lists and combines concurrent pushes: what is
@@ -24,6 +25,7 @@ type Pusher struct {
 	rc      rueidis.Client
 	ttl     int64                          // seconds; 0 sets no expiry
 	onError func(failed []Item, err error) // called with the items that were not pushed
+	ackList string                         // where Item.Ack is removed from
 
 	mu     sync.Mutex
 	queued []Item
@@ -56,6 +58,9 @@ func (p *Pusher) Push(it Item) {
 	p.mu.Unlock()
 	p.send(maxRounds)
 }
+
+// AckFrom makes p remove each pushed item's Ack from list. Call it before Push.
+func (p *Pusher) AckFrom(list string) { p.ackList = list }
 
 // Wait waits for drain goroutines; call it when no Push can come any more.
 func (p *Pusher) Wait() { p.drains.Wait() }
@@ -125,15 +130,31 @@ func (p *Pusher) write(batch []Item) {
 	if p.ttl > 0 {
 		step = 2
 	}
+	var acks rueidis.Commands
 	for i, k := range keys {
-		if err := res[i*step].Error(); err != nil && p.onError != nil {
-			var failed []Item
-			for _, it := range batch {
-				if it.Key == k {
-					failed = append(failed, it)
-				}
+		err := res[i*step].Error()
+		var failed []Item
+		for _, it := range batch {
+			switch {
+			case it.Key != k:
+			case err != nil:
+				failed = append(failed, it)
+			case it.Ack != "":
+				acks = append(acks, p.rc.B().Lrem().Key(p.ackList).Count(1).Element(it.Ack).Build())
 			}
+		}
+		if err != nil && p.onError != nil {
 			p.onError(failed, err)
+		}
+	}
+	if len(acks) > 0 {
+		for _, r := range p.rc.DoMulti(ctx, acks...) {
+			if err := r.Error(); err != nil && p.onError != nil {
+				// The response went out; the request stays in the processing
+				// list and may run again: at least once, never lost.
+				p.onError(nil, err)
+				break
+			}
 		}
 	}
 }

@@ -282,3 +282,38 @@ func SplitArray(data []byte) [][]byte {
 // StringBytes returns the bytes of s without copying, for the decoders here,
 // which only read them. The result must never be written to.
 func StringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// PeekReply returns the response queue and id of a request without checking
+// or copying the rest, for requests too large to decode. Both are "" where
+// they cannot be read.
+func PeekReply(data []byte) (queue, id string) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return "", ""
+	}
+	for i = skipSpace(data, i+1); i < len(data) && data[i] == '"'; {
+		end := skipValue(data, i)
+		key := data[i:end]
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
+			return queue, id
+		}
+		i = skipSpace(data, i+1)
+		end = skipValue(data, i)
+		if end <= i || end > len(data) {
+			return queue, id
+		}
+		switch string(key) {
+		case `"response_queue"`:
+			decodeString(data[i:end], &queue, "")
+		case `"id"`:
+			decodeString(data[i:end], &id, "")
+		}
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ',' {
+			return queue, id
+		}
+		i = skipSpace(data, i+1)
+	}
+	return queue, id
+}
