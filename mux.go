@@ -24,9 +24,9 @@ type handlerFunc func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessa
 // handlers with Handle, then call Serve. It is safe for concurrent use; handlers
 // may be added while it serves.
 type Mux struct {
-	rc     rueidis.Client
-	queue  string
-	opts   options
+	rc       rueidis.Client
+	queue    string
+	opts     options
 	popper   *lists.Popper
 	pusher   *lists.Pusher   // responses
 	reliable *lists.Reliable // at-least-once delivery, or nil
@@ -218,7 +218,7 @@ func (m *Mux) loop(ctx context.Context) error {
 		cancel()
 		m.release(n - len(msgs))
 		if err != nil {
-			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
+			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
 			m.opts.logger.Error("redisrpc: taking requests", "queue", m.queue, "err", err, "retry_in", backoff)
 			if err := m.sleep(ctx, backoff); err != nil {
 				return err
