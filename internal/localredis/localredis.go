@@ -49,12 +49,34 @@ func Start(mode Mode) (*Server, error) {
 }
 
 // StartEmbedded starts an in-process server (miniredis) on a loopback port.
+// miniredis expires keys only when told time has passed, so a clock goroutine
+// tells it every 100ms, until Close, to make TTLs behave as in Redis.
 func StartEmbedded() (*Server, error) {
 	mr, err := miniredis.Run()
 	if err != nil {
 		return nil, fmt.Errorf("starting the embedded redis: %w", err)
 	}
-	return &Server{URL: "redis://" + mr.Addr(), Kind: "embedded", Embedded: true, stop: mr.Close}, nil
+	done, ticking := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ticking)
+		const tick = 100 * time.Millisecond
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				mr.FastForward(tick)
+			}
+		}
+	}()
+	stop := func() {
+		close(done)
+		<-ticking
+		mr.Close()
+	}
+	return &Server{URL: "redis://" + mr.Addr(), Kind: "embedded", Embedded: true, stop: stop}, nil
 }
 
 func startBinary(path string) (*Server, error) {

@@ -1,0 +1,460 @@
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/localredis"
+)
+
+var (
+	rc    rueidis.Client
+	redis *localredis.Server
+	quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+)
+
+// Slow takes as long as its argument says, in milliseconds.
+var Slow = redisrpc.NewEndpoint[int, int]("slow")
+
+func TestMain(m *testing.M) {
+	if os.Getenv("FAULTS_ROLE") == "server" {
+		serverProcess()
+		return
+	}
+	var err error
+	if redis, err = localredis.Start(localredis.Any); err != nil {
+		fmt.Fprintln(os.Stderr, "redis:", err)
+		os.Exit(1)
+	}
+	if rc, err = redis.Client(); err != nil {
+		fmt.Fprintln(os.Stderr, "redis client:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	rc.Close()
+	redis.Close()
+	os.Exit(code)
+}
+
+// serverProcess serves Slow in at-least-once mode until killed, as a child
+// process of the tests.
+func serverProcess() {
+	srv := &localredis.Server{URL: os.Getenv("FAULTS_REDIS"), Embedded: os.Getenv("FAULTS_EMBEDDED") == "1"}
+	c, err := srv.Client()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server process:", err)
+		os.Exit(1)
+	}
+	mux := redisrpc.NewMux(c, os.Getenv("FAULTS_QUEUE"), redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second))
+	redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return ms, nil
+	})
+	fmt.Println("ready")
+	mux.Serve(context.Background())
+}
+
+func newQueue(t *testing.T) string {
+	return fmt.Sprintf("faults:%s:%d", t.Name(), time.Now().UnixNano())
+}
+
+func serve(t *testing.T, c rueidis.Client, queue string, opts ...redisrpc.Option) *redisrpc.Mux {
+	t.Helper()
+	mux := redisrpc.NewMux(c, queue, append([]redisrpc.Option{redisrpc.WithLogger(quiet)}, opts...)...)
+	redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			return ms, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	})
+	served := make(chan error, 1)
+	go func() { served <- mux.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := mux.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: got %v, want nil", err)
+		}
+		if err := <-served; !errors.Is(err, redisrpc.ErrServerClosed) {
+			t.Errorf("Serve: got %v, want ErrServerClosed", err)
+		}
+	})
+	return mux
+}
+
+// TestServerKilledMidCall: in at-least-once mode a call whose server is killed
+// while it runs completes through another server before its deadline.
+func TestServerKilledMidCall(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
+		"FAULTS_EMBEDDED="+map[bool]string{true: "1", false: "0"}[redis.Embedded])
+	child.Stderr = os.Stderr
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Wait()
+	defer child.Process.Kill()
+	if line, err := readLine(out); err != nil || line != "ready" {
+		t.Fatalf("server process: got %q, %v; want ready", line, err)
+	}
+
+	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		got, err := redisrpc.Call(ctx, c, Slow, 3000) // the child takes it and sleeps
+		if err == nil && got != 3000 {
+			err = fmt.Errorf("got %d, want 3000", got)
+		}
+		done <- err
+	}()
+	// Kill the child once it holds the request.
+	processing := waitForProcessing(t, ctx, q)
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, rc, q, redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second))
+	if err := <-done; err != nil {
+		t.Fatalf("the call after its server died: %v", err)
+	}
+	t.Logf("completed through the second server after %v", time.Since(start).Round(time.Millisecond))
+	if n, err := rc.Do(ctx, rc.B().Exists().Key(processing).Build()).AsInt64(); err != nil || n != 0 {
+		t.Errorf("the dead server's processing list: got exists=%d, %v; want gone", n, err)
+	}
+}
+
+// waitForProcessing returns the processing list that holds a request of q.
+func waitForProcessing(t *testing.T, ctx context.Context, q string) string {
+	t.Helper()
+	for ctx.Err() == nil {
+		ids, _ := rc.Do(ctx, rc.B().Smembers().Key("{"+q+"}:servers").Build()).AsStrSlice()
+		for _, id := range ids {
+			key := "{" + q + "}:processing:" + id
+			if n, _ := rc.Do(ctx, rc.B().Llen().Key(key).Build()).AsInt64(); n > 0 {
+				return key
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no server took the request")
+	return ""
+}
+
+func readLine(r io.Reader) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for {
+		if _, err := r.Read(one); err != nil {
+			return string(b), err
+		}
+		if one[0] == '\n' {
+			return string(b), nil
+		}
+		b = append(b, one[0])
+	}
+}
+
+// ownRedis starts a redis-server of the test's own on port (0: a free one),
+// which the test may kill; it skips where there is no redis-server.
+func ownRedis(t *testing.T, port int, args ...string) (int, func()) {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("needs redis-server on PATH to kill and restart")
+	}
+	if port == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	cmd := exec.Command(path, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill := func() { cmd.Process.Kill(); cmd.Wait() }
+	for range 100 {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return port, kill
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	kill()
+	t.Fatal("redis-server did not start")
+	return 0, nil
+}
+
+// TestRedisKilledUnderLoad: with Redis killed (SIGKILL) and restarted under
+// load, every call returns within its deadline, and calls succeed again once
+// Redis is back, with no restart of client or server.
+func TestRedisKilledUnderLoad(t *testing.T) {
+	t.Parallel()
+	port, kill := ownRedis(t, 0)
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", port)}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := newQueue(t)
+	serve(t, c, q)
+	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet))
+	defer client.Close()
+
+	const deadline = time.Second
+	var (
+		late, ok, failed atomic.Int64
+		okAfter          atomic.Int64 // successes after the restart
+		restarted        atomic.Bool
+		stop             atomic.Bool
+		wg               sync.WaitGroup
+	)
+	for range 16 {
+		wg.Go(func() {
+			for !stop.Load() {
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				start := time.Now()
+				_, err := redisrpc.Call(ctx, client, Slow, 1)
+				took := time.Since(start)
+				cancel()
+				if took > deadline+300*time.Millisecond {
+					late.Add(1)
+				}
+				if err != nil {
+					failed.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				ok.Add(1)
+				if restarted.Load() {
+					okAfter.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	kill()
+	time.Sleep(1500 * time.Millisecond)
+	_, kill = ownRedis(t, port)
+	defer kill()
+	restarted.Store(true)
+	for i := 0; i < 100 && okAfter.Load() < 100; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("calls: %d ok, %d failed while Redis was down, %d ok after the restart, %d late", ok.Load(), failed.Load(), okAfter.Load(), late.Load())
+	if late.Load() != 0 {
+		t.Errorf("calls returning after their deadline: got %d, want 0", late.Load())
+	}
+	if okAfter.Load() < 100 {
+		t.Errorf("successful calls within 10s of the restart: got %d, want at least 100", okAfter.Load())
+	}
+}
+
+// TestVanishedClientKeysExpire: whatever a client caused to exist has a TTL,
+// even when it gave up on its calls or disappeared; nothing else stays.
+func TestVanishedClientKeysExpire(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	ctx := context.Background()
+	func() {
+		mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second))
+		redisrpc.Handle(mux, Slow, func(_ context.Context, ms int) (int, error) {
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+			return ms, nil
+		})
+		served := make(chan error, 1)
+		go func() { served <- mux.Serve(ctx) }()
+		defer func() { // the server stops cleanly: its own keys go
+			mux.Shutdown(ctx)
+			<-served
+		}()
+		shared := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
+		classic := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithClassicServer())
+		for _, c := range []*redisrpc.Client{shared, classic} {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if _, err := redisrpc.Call(cctx, c, Slow, 1); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			// Give up before the answer: the response lands with nobody to read it.
+			cctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+			redisrpc.Call(cctx, c, Slow, 300)
+			cancel()
+		}
+		time.Sleep(500 * time.Millisecond) // the late responses arrive
+		// The clients vanish without Close.
+	}()
+	keys := scan(t, q)
+	if len(keys) == 0 {
+		t.Fatal("no keys found: the test looks in the wrong place")
+	}
+	for _, k := range keys {
+		ttl, err := rc.Do(ctx, rc.B().Pttl().Key(k).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl < 0 && ttl != -2 { // -2: gone meanwhile
+			t.Errorf("key %s has no TTL (%d)", k, ttl)
+		}
+	}
+	t.Logf("%d keys left, each with a TTL: %v", len(keys), keys)
+}
+
+func scan(t *testing.T, q string) []string {
+	t.Helper()
+	var keys []string
+	for _, pattern := range []string{q + "*", "{" + q + "}*"} {
+		var cursor uint64
+		for {
+			e, err := rc.Do(context.Background(), rc.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, e.Elements...)
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	return keys
+}
+
+// countingHandler counts error records.
+type countingHandler struct {
+	slog.Handler
+	errors atomic.Int64
+}
+
+func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.errors.Add(1)
+		if testing.Verbose() {
+			r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(os.Stderr, "%s %s=%v\n", r.Message, a.Key, a.Value); return true })
+		}
+	}
+	return nil
+}
+
+// TestRedisUnreachableNoSpin: with Redis gone, Serve retries with back-off
+// instead of spinning, and returns when its context ends.
+func TestRedisUnreachableNoSpin(t *testing.T) {
+	t.Parallel()
+	srv, err := localredis.StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, _ := srv.Options()
+	gone, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	srv.Close()
+	h := &countingHandler{Handler: slog.NewTextHandler(io.Discard, nil)}
+	mux := redisrpc.NewMux(gone, newQueue(t), redisrpc.WithLogger(slog.New(h)))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := mux.Serve(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Serve: got %v, want context.DeadlineExceeded", err)
+	}
+	// Two pops, back-off from 50ms doubling to 2s: about 6 failures each in 3s.
+	if n := h.errors.Load(); n == 0 || n > 20 {
+		t.Errorf("failed attempts in 3s: got %d, want 1 to 20", n)
+	}
+}
+
+// TestACLUser: a Redis ACL user allowed only the service's keys and the
+// commands the library needs can serve and call, in both delivery modes; a
+// wrong password is refused when the client is made.
+func TestACLUser(t *testing.T) {
+	t.Parallel()
+	port, kill := ownRedis(t, 0)
+	defer kill()
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", port)}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	acl := append([]string{"ACL", "SETUSER", "calc", "reset", "on", ">s3cret"}, ACLRules("calc")...)
+	if err := admin.Do(context.Background(), admin.B().Arbitrary(acl...).Build()).Error(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	opt := rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", port)}, Username: "calc", Password: "wrong",
+		DisableCache: true, ForceSingleClient: true}
+	if _, err := rueidis.NewClient(opt); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Errorf("a wrong password: got %v, want WRONGPASS", err)
+	}
+	opt.Password = "s3cret"
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, mode := range [][]redisrpc.Option{nil, {redisrpc.WithAtLeastOnce()}} {
+		h := &countingHandler{Handler: slog.NewTextHandler(io.Discard, nil)}
+		mux := redisrpc.NewMux(c, "calc", append(mode, redisrpc.WithLogger(slog.New(h)))...)
+		redisrpc.Handle(mux, Slow, func(_ context.Context, ms int) (int, error) { return ms, nil })
+		served := make(chan error, 1)
+		go func() { served <- mux.Serve(context.Background()) }()
+		for _, copts := range [][]redisrpc.Option{nil, {redisrpc.WithClassicServer()}} {
+			client := redisrpc.NewClient(c, "calc", copts...)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if got, err := redisrpc.Call(ctx, client, Slow, 7); err != nil || got != 7 {
+				t.Errorf("call as the ACL user: got %d, %v; want 7, nil", got, err)
+			}
+			cancel()
+			client.Close()
+		}
+		mux.Shutdown(context.Background())
+		<-served
+		if n := h.errors.Load(); n != 0 {
+			t.Errorf("errors logged by the server under the ACL user: got %d, want 0", n)
+		}
+	}
+	// Keys outside the service are refused.
+	if err := c.Do(context.Background(), c.B().Set().Key("other").Value("x").Build()).Error(); err == nil {
+		t.Error("SET other as the ACL user: got no error, want NOPERM")
+	}
+}
+
+// ACLRules are the ACL rules README.md documents for a service whose queue is
+// queue: its keys, and the commands the library uses (with rueidis' HELLO).
+func ACLRules(queue string) []string {
+	return []string{
+		"~" + queue, "~" + queue + ":rpc:*", "~{" + queue + "}:*", "resetchannels", "-@all",
+		"+hello", "+ping", "+client|setname",
+		"+rpush", "+lpop", "+blpop", "+blmpop", "+expire",
+		"+blmove", "+lmove", "+lrem", "+set", "+sadd", "+srem", "+smembers", "+exists", "+del", "+evalsha", "+eval",
+	}
+}
