@@ -375,12 +375,21 @@ func (m *Mux) serveOne(msg string) {
 		m.active.Add(-1)
 		m.release(1)
 	}()
+	defer func() { // handlers have their own recover; this guards the decoding
+		if p := recover(); p != nil {
+			m.opts.logger.Error("redisrpc: dropped a request that broke the decoder", "queue", m.queue, "panic", p, "stack", string(debug.Stack()), "message", clip(msg))
+			m.drop(msg)
+		}
+	}()
 	if len(msg) > m.opts.maxMessage {
 		m.tooLarge(msg)
 		return
 	}
 	req, err := wire.DecodeRequest(wire.StringBytes(msg))
 	if err != nil {
+		if !wire.ValidResponseQueue(m.queue, req.ResponseQueue) { // not JSON: look in place
+			req.ResponseQueue, req.ID = wire.PeekReply(wire.StringBytes(msg))
+		}
 		if wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
 			m.opts.logger.Warn("redisrpc: answered a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
 			m.respond(req.ResponseQueue, wire.Failure(req.ID, string(CodeInvalidArgument), err.Error()), msg)

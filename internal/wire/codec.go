@@ -224,7 +224,8 @@ func eachMember(data []byte, fn func(key, value []byte) error) error {
 	return fmt.Errorf("%w: truncated object", ErrMalformed)
 }
 
-// skipValue returns the index just past the valid JSON value starting at i.
+// skipValue returns the index just past the JSON value starting at i, and at
+// most len(data) whatever data holds.
 func skipValue(data []byte, i int) int {
 	depth := 0
 	for ; i < len(data); i++ {
@@ -234,6 +235,9 @@ func skipValue(data []byte, i int) int {
 				if data[i] == '\\' {
 					i++
 				}
+			}
+			if i >= len(data) { // unterminated: possible where the input was not validated
+				return len(data)
 			}
 			if depth == 0 {
 				return i + 1

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -163,5 +164,36 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err != nil || !sameRequest(r, again) {
 			t.Fatalf("round trip of %q: got %+v, %v; want %+v", b, again, err, r)
 		}
+	})
+}
+
+// TestPeekReplyReadsInPlace: a request over the size limit is answered from
+// its envelope without copying the message.
+func TestPeekReplyReadsInPlace(t *testing.T) {
+	big := []byte(`{"id":"9","function_call":{"name":"f","args":["` + strings.Repeat("x", 10<<20) + `"]},"response_queue":"q:rpc:a"}`)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	queue, id := PeekReply(big)
+	runtime.ReadMemStats(&after)
+	if queue != "q:rpc:a" || id != "9" {
+		t.Errorf("PeekReply: got %q, %q; want q:rpc:a, 9", queue, id)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+		t.Errorf("PeekReply of 10 MiB allocated %d bytes, want far less than the message (no copy)", n)
+	}
+	for _, s := range []string{``, `{`, `{"response_queue"`, `{"response_queue":`, `{"a":[1,{"b":"}"}],"response_queue":"q:rpc:b"}`, `[1]`} {
+		PeekReply([]byte(s)) // must not panic
+	}
+	if q, _ := PeekReply([]byte(`{"a":[1,{"b":"}"}],"response_queue":"q:rpc:b"}`)); q != "q:rpc:b" {
+		t.Errorf("PeekReply past nested members: got %q, want q:rpc:b", q)
+	}
+}
+
+func FuzzPeekReply(f *testing.F) {
+	for _, s := range requestSamples {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		PeekReply(data) // must not panic or loop on any input
 	})
 }
