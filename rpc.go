@@ -61,9 +61,30 @@
 //
 // # Delivery
 //
-// Calls are delivered at most once: a request popped by a server that dies before
-// answering is lost, and its caller gets an error when its context ends. Requests
-// and responses are never duplicated.
+// At most once (the default, as in the classic implementations): a server
+// removes a request from the queue when it takes it, so the request runs at most
+// once and is never duplicated. It is lost, and its caller gets its deadline
+// error, if the server dies between taking it and pushing the response, or if
+// Redis loses it. A request whose deadline passed before a server took it is not
+// run. Shutdown finishes the requests taken; the rest stay queued.
+//
+// At least once (WithAtLeastOnce on the Mux): a server moves each request
+// atomically from the queue to a processing list of its own and removes it only
+// after the response is pushed. Each server renews a heartbeat key; when one
+// expires (WithHeartbeat, 10s by default) any live server in this mode on the
+// queue puts that server's requests back at the head of the queue, oldest first.
+// A request is then lost only if Redis loses it. It may run more than once: when
+// a server dies after its handler ran but before the response was pushed, when
+// removing it from the processing list fails, or when a server stalls for longer
+// than the heartbeat while its requests are given to others. Handlers must be
+// idempotent in this mode. A Client delivers the first response for a call and
+// drops later ones; requests found past their deadline are dropped, not re-run.
+// Classic clients get the same guarantee, which lives in the server.
+//
+// Keys: the queue and, in at-least-once mode, {queue}:processing:<server>,
+// {queue}:alive:<server> (with a TTL) and {queue}:servers live as long as they
+// hold something; response lists expire (WithResponseTTL). Every key a Mux uses
+// besides response lists shares the queue's hash slot, for Redis Cluster.
 //
 // # Timeouts and failures
 //

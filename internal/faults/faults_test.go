@@ -61,7 +61,11 @@ func serverProcess() {
 		fmt.Fprintln(os.Stderr, "server process:", err)
 		os.Exit(1)
 	}
-	mux := redisrpc.NewMux(c, os.Getenv("FAULTS_QUEUE"), redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second))
+	opts := []redisrpc.Option{redisrpc.WithHeartbeat(time.Second)}
+	if os.Getenv("FAULTS_MODE") == "at-least-once" {
+		opts = append(opts, redisrpc.WithAtLeastOnce())
+	}
+	mux := redisrpc.NewMux(c, os.Getenv("FAULTS_QUEUE"), opts...)
 	redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return ms, nil
@@ -100,13 +104,23 @@ func serve(t *testing.T, c rueidis.Client, queue string, opts ...redisrpc.Option
 	return mux
 }
 
-// TestServerKilledMidCall: in at-least-once mode a call whose server is killed
-// while it runs completes through another server before its deadline.
+// TestServerKilledMidCall kills (SIGKILL) the server process running a call.
+// In at-least-once mode the call completes through another server before its
+// deadline; at most once, it is lost and the caller gets its deadline error.
 func TestServerKilledMidCall(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []string{"at-least-once", "at-most-once"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			killMidCall(t, mode)
+		})
+	}
+}
+
+func killMidCall(t *testing.T, mode string) {
 	q := newQueue(t)
 	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
+	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_MODE="+mode, "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
 		"FAULTS_EMBEDDED="+map[bool]string{true: "1", false: "0"}[redis.Embedded])
 	child.Stderr = os.Stderr
 	out, err := child.StdoutPipe()
@@ -124,7 +138,7 @@ func TestServerKilledMidCall(t *testing.T) {
 
 	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	start := time.Now()
 	done := make(chan error, 1)
@@ -135,16 +149,37 @@ func TestServerKilledMidCall(t *testing.T) {
 		}
 		done <- err
 	}()
-	// Kill the child once it holds the request.
-	processing := waitForProcessing(t, ctx, q)
+	// Kill the child once it holds the request: the queue is empty and the
+	// child's processing list (at least once) holds it.
+	time.Sleep(200 * time.Millisecond)
+	processing := ""
+	if mode == "at-least-once" {
+		processing = waitForProcessing(t, ctx, q)
+	}
+	if n, err := rc.Do(ctx, rc.B().Llen().Key(q).Build()).AsInt64(); err != nil || n != 0 {
+		t.Fatalf("queue before the kill: got %d, %v; want the request taken", n, err)
+	}
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	serve(t, rc, q, redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second))
-	if err := <-done; err != nil {
+	opts := []redisrpc.Option{redisrpc.WithHeartbeat(time.Second)}
+	if mode == "at-least-once" {
+		opts = append(opts, redisrpc.WithAtLeastOnce())
+	}
+	serve(t, rc, q, opts...)
+	err = <-done
+	took := time.Since(start).Round(time.Millisecond)
+	if mode == "at-most-once" {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("the call whose server died: got %v, want context.DeadlineExceeded (lost)", err)
+		}
+		t.Logf("lost, as at most once allows: the caller got %v after %v", err, took)
+		return
+	}
+	if err != nil {
 		t.Fatalf("the call after its server died: %v", err)
 	}
-	t.Logf("completed through the second server after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("completed through the second server after %v", took)
 	if n, err := rc.Do(ctx, rc.B().Exists().Key(processing).Build()).AsInt64(); err != nil || n != 0 {
 		t.Errorf("the dead server's processing list: got exists=%d, %v; want gone", n, err)
 	}
