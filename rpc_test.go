@@ -846,3 +846,41 @@ func TestThousandCallsFewConnections(t *testing.T) {
 		t.Errorf("connections of the client: got %d, want 1 to 8", n)
 	}
 }
+
+// TestDuplicateResponsesIgnored: a second response for one id, as at-least-once
+// delivery may produce, is dropped; the next call gets its own answer.
+func TestDuplicateResponsesIgnored(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() { // a server, by hand, that answers every request twice
+		defer close(done)
+		for ctx.Err() == nil {
+			kv, err := rc.Do(ctx, rc.B().Blpop().Key(q).Timeout(1).Build()).AsStrSlice()
+			if err != nil {
+				continue
+			}
+			var req struct {
+				ResponseQueue string `json:"response_queue"`
+				ID            string `json:"id"`
+				FunctionCall  struct {
+					Args []int `json:"args"`
+				} `json:"function_call"`
+			}
+			json.Unmarshal([]byte(kv[1]), &req)
+			for i := range 2 {
+				resp := fmt.Sprintf(`{"id":%q,"return_value":%d}`, req.ID, req.FunctionCall.Args[0]*10+i)
+				rc.Do(ctx, rc.B().Rpush().Key(req.ResponseQueue).Element(resp).Build())
+			}
+		}
+	}()
+	c := newClient(t, q)
+	f := redisrpc.NewEndpoint[int, int]("f")
+	for i := 1; i <= 3; i++ {
+		if got, err := redisrpc.Call(ctx, c, f, i); err != nil || got != i*10 {
+			t.Errorf("call %d: got %d, %v; want the first response, %d", i, got, err, i*10)
+		}
+	}
+}
