@@ -24,12 +24,11 @@ type handlerFunc func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessa
 // handlers with Handle, then call Serve. It is safe for concurrent use; handlers
 // may be added while it serves.
 type Mux struct {
-	rc       rueidis.Client
-	queue    string
-	opts     options
-	popper   *lists.Popper
-	pusher   *lists.Pusher   // responses
-	reliable *lists.Reliable // at-least-once delivery, or nil
+	rc     rueidis.Client
+	queue  string
+	opts   options
+	source *lists.Source // the queue and its shards
+	pusher *lists.Pusher // responses
 
 	mu       sync.Mutex
 	handlers atomic.Pointer[map[string]handlerFunc] // copied on write
@@ -44,8 +43,8 @@ type Mux struct {
 	cancelRun context.CancelFunc
 	running   sync.WaitGroup
 	active    atomic.Int64
-	work      chan string   // to an idle worker
-	idle      chan struct{} // closed when Serve stops: idle workers end
+	work      chan lists.Msg // to an idle worker
+	idle      chan struct{}  // closed when Serve stops: idle workers end
 
 	slotMu sync.Mutex
 	free   int           // handler slots not in use
@@ -61,9 +60,8 @@ func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
 		rc:       rc,
 		queue:    queue,
 		opts:     o,
-		popper:   newPopper(rc),
 		stopping: make(chan struct{}),
-		work:     make(chan string),
+		work:     make(chan lists.Msg),
 		free:     o.concurrency,
 		freed:    make(chan struct{}, 1),
 	}
@@ -75,10 +73,11 @@ func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
 		}
 		m.opts.logger.Error("redisrpc: sending responses", "queue", m.queue, "response_queue", failed[0].Key, "responses", len(failed), "err", err)
 	})
+	heartbeat := time.Duration(0) // at most once
 	if o.atLeastOnce {
-		m.reliable = lists.NewReliable(rc, queue, randomName(16), o.heartbeat)
-		m.pusher.AckFrom(m.reliable.Processing())
+		heartbeat = o.heartbeat
 	}
+	m.source = lists.NewSource(rc, queue, o.shards, randomName(16), heartbeat)
 	m.handlers.Store(&map[string]handlerFunc{})
 	return m
 }
@@ -153,7 +152,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 	m.idle = make(chan struct{})
 	m.mu.Unlock()
 	defer m.cancelRun()
-	if m.reliable != nil {
+	if m.source.Reliable() {
 		stop := make(chan struct{})
 		beating := make(chan struct{})
 		m.beat()
@@ -166,20 +165,22 @@ func (m *Mux) Serve(ctx context.Context) error {
 			<-beating
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := m.reliable.Leave(ctx); err != nil {
+			if err := m.source.Leave(ctx); err != nil {
 				m.opts.logger.Error("redisrpc: leaving", "queue", m.queue, "err", err)
 			}
 		}()
 	}
 
-	// Two pops wait in Redis at once, so that one is there while the other
-	// goes back for more: a pull model's round trip off the critical path.
-	errs := make(chan error, poppers)
-	for range poppers {
-		go func() { errs <- m.loop(ctx) }()
+	// Pops wait in Redis on every list, two on a single one, so that one is
+	// there while the other goes back for more (see lists.Source.Loops).
+	loops := m.source.Loops()
+	share := max(1, m.opts.concurrency/len(loops))
+	errs := make(chan error, len(loops))
+	for _, list := range loops {
+		go func() { errs <- m.loop(ctx, list, share) }()
 	}
 	var err error
-	for range poppers {
+	for range loops {
 		err = <-errs
 	}
 	if ctx.Err() != nil {
@@ -195,26 +196,22 @@ func (m *Mux) Serve(ctx context.Context) error {
 	return err
 }
 
-// poppers is the number of pops a Mux or Client keeps waiting on a list.
+// poppers is the number of pops a Client keeps waiting on its response list.
 const poppers = 2
 
-// loop pops requests while slots are free and starts a handler for each.
-func (m *Mux) loop(ctx context.Context) error {
+// loop pops requests from one list while slots are free, taking at most share
+// at once so that other lists get theirs, and hands them to workers.
+func (m *Mux) loop(ctx context.Context, list, share int) error {
 	backoff := time.Duration(0)
 	for {
-		n, err := m.acquire(ctx)
+		n, err := m.acquire(ctx, share)
 		if err != nil {
 			return err
 		}
 		// Never cancel a pop: what Redis popped would be lost. pollInterval
 		// brings it back; the extra time covers a slow or vanished server.
 		popCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pollInterval+10*time.Second)
-		var msgs []string
-		if m.reliable != nil {
-			msgs, err = m.reliable.Pop(popCtx, pollInterval, n)
-		} else {
-			msgs, err = m.popper.Pop(popCtx, m.queue, pollInterval, n)
-		}
+		msgs, err := m.source.Pop(popCtx, list, pollInterval, n)
 		cancel()
 		m.release(n - len(msgs))
 		if err != nil {
@@ -238,8 +235,8 @@ func (m *Mux) loop(ctx context.Context) error {
 	}
 }
 
-// acquire waits for at least one free handler slot and takes all free ones.
-func (m *Mux) acquire(ctx context.Context) (int, error) {
+// acquire waits for at least one free handler slot and takes up to limit.
+func (m *Mux) acquire(ctx context.Context, limit int) (int, error) {
 	for {
 		select { // stopping wins over a free slot
 		case <-ctx.Done():
@@ -249,8 +246,8 @@ func (m *Mux) acquire(ctx context.Context) (int, error) {
 		default:
 		}
 		m.slotMu.Lock()
-		n := m.free
-		m.free = 0
+		n := min(m.free, limit)
+		m.free -= n
 		m.slotMu.Unlock()
 		if n > 0 {
 			return n, nil
@@ -281,7 +278,7 @@ func (m *Mux) release(n int) {
 
 // worker serves requests until Serve stops. Workers live as long as Serve so
 // that their grown stacks serve many requests.
-func (m *Mux) worker(msg string) {
+func (m *Mux) worker(msg lists.Msg) {
 	defer m.running.Done()
 	for {
 		m.serveOne(msg)
@@ -357,20 +354,18 @@ func (m *Mux) keepAlive(stop <-chan struct{}) {
 func (m *Mux) beat() {
 	ctx, cancel := context.WithTimeout(context.Background(), m.opts.heartbeat/3)
 	defer cancel()
-	if err := m.reliable.Beat(ctx); err != nil {
-		m.opts.logger.Error("redisrpc: heartbeat", "queue", m.queue, "err", err)
-		return
-	}
-	n, err := m.reliable.Rescue(ctx)
+	n, err := m.source.Beat(ctx)
 	if err != nil {
-		m.opts.logger.Error("redisrpc: rescuing requests of silent servers", "queue", m.queue, "err", err)
-	} else if n > 0 {
+		m.opts.logger.Error("redisrpc: heartbeat", "queue", m.queue, "err", err)
+	}
+	if n > 0 {
 		m.opts.logger.Warn("redisrpc: put back requests of a silent server", "queue", m.queue, "requests", n)
 	}
 }
 
 // serveOne handles one raw request.
-func (m *Mux) serveOne(msg string) {
+func (m *Mux) serveOne(job lists.Msg) {
+	msg := job.Body
 	defer func() {
 		m.active.Add(-1)
 		m.release(1)
@@ -378,11 +373,11 @@ func (m *Mux) serveOne(msg string) {
 	defer func() { // handlers have their own recover; this guards the decoding
 		if p := recover(); p != nil {
 			m.opts.logger.Error("redisrpc: dropped a request that broke the decoder", "queue", m.queue, "panic", p, "stack", string(debug.Stack()), "message", clip(msg))
-			m.drop(msg)
+			m.drop(job)
 		}
 	}()
 	if len(msg) > m.opts.maxMessage {
-		m.tooLarge(msg)
+		m.tooLarge(job)
 		return
 	}
 	req, err := wire.DecodeRequest(wire.StringBytes(msg))
@@ -392,17 +387,17 @@ func (m *Mux) serveOne(msg string) {
 		}
 		if wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
 			m.opts.logger.Warn("redisrpc: answered a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
-			m.respond(req.ResponseQueue, wire.Failure(req.ID, string(CodeInvalidArgument), err.Error()), msg)
+			m.respond(req.ResponseQueue, wire.Failure(req.ID, string(CodeInvalidArgument), err.Error()), job)
 			return
 		}
 		m.opts.logger.Warn("redisrpc: dropped a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
-		m.drop(msg)
+		m.drop(job)
 		return
 	}
 	if !wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
 		m.opts.logger.Warn("redisrpc: dropped a request whose response queue is outside the namespace",
 			"queue", m.queue, "response_queue", clip(req.ResponseQueue), "function", clip(req.FunctionCall.Name))
-		m.drop(msg)
+		m.drop(job)
 		return
 	}
 	ctx := m.runCtx
@@ -411,7 +406,7 @@ func (m *Mux) serveOne(msg string) {
 		if !time.Now().Before(dl) {
 			// The caller has stopped waiting: running it would be wasted work.
 			m.opts.logger.Debug("redisrpc: dropped a request past its deadline", "queue", m.queue, "function", req.FunctionCall.Name)
-			m.drop(msg)
+			m.drop(job)
 			return
 		}
 		var cancel context.CancelFunc
@@ -421,30 +416,28 @@ func (m *Mux) serveOne(msg string) {
 	if len(req.Meta) > 0 {
 		ctx = context.WithValue(ctx, incomingMetaKey{}, req.Meta)
 	}
-	m.respond(req.ResponseQueue, m.invoke(ctx, &req), msg)
+	m.respond(req.ResponseQueue, m.invoke(ctx, &req), job)
 }
 
 // tooLarge answers a request over the size limit from its envelope alone,
 // read in place, or drops it.
-func (m *Mux) tooLarge(msg string) {
+func (m *Mux) tooLarge(job lists.Msg) {
+	msg := job.Body
 	queue, id := wire.PeekReply(wire.StringBytes(msg))
 	m.opts.logger.Warn("redisrpc: request too large", "queue", m.queue, "bytes", len(msg), "limit", m.opts.maxMessage)
 	if !wire.ValidResponseQueue(m.queue, queue) {
-		m.drop(msg)
+		m.drop(job)
 		return
 	}
 	m.respond(queue, wire.Failure(id, string(CodeInvalidArgument),
-		fmt.Sprintf("request of %d bytes is over the limit of %d", len(msg), m.opts.maxMessage)), msg)
+		fmt.Sprintf("request of %d bytes is over the limit of %d", len(msg), m.opts.maxMessage)), job)
 }
 
 // drop forgets a request that gets no response.
-func (m *Mux) drop(msg string) {
-	if m.reliable == nil {
-		return
-	}
+func (m *Mux) drop(job lists.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := m.reliable.Ack(ctx, msg); err != nil {
+	if err := m.source.Drop(ctx, job); err != nil {
 		m.opts.logger.Error("redisrpc: removing a dropped request from the processing list", "queue", m.queue, "err", err)
 	}
 }
@@ -481,13 +474,11 @@ func (m *Mux) invoke(ctx context.Context, req *wire.Request) (resp wire.Response
 
 // respond queues resp for its list; responses queued together go out in one
 // RPUSH per list, with one EXPIRE, pipelined by rueidis with other traffic.
-// In at-least-once mode the request, req, leaves the processing list after.
-func (m *Mux) respond(key string, resp wire.Response, req string) {
+// In at-least-once mode the request leaves its processing list after.
+func (m *Mux) respond(key string, resp wire.Response, job lists.Msg) {
 	body := wire.AppendResponse(make([]byte, 0, 48+len(resp.ID)+len(resp.ReturnValue)+len(resp.Exception)), &resp)
 	it := lists.Item{Key: key, Value: rueidis.BinaryString(body)}
-	if m.reliable != nil {
-		it.Ack = req
-	}
+	it.AckList, it.Ack = m.source.Ack(job)
 	m.pusher.Push(it)
 }
 

@@ -189,11 +189,12 @@ type options struct {
 	atLeastOnce bool
 	heartbeat   time.Duration
 	maxMessage  int
+	shards      int
 }
 
 func newOptions(opts []Option) options {
 	o := options{logger: slog.Default(), concurrency: 64, responseTTL: time.Minute,
-		heartbeat: 10 * time.Second, maxMessage: 1 << 20}
+		heartbeat: 10 * time.Second, maxMessage: 1 << 20, shards: 1}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -247,6 +248,17 @@ func WithMaxMessageSize(n int) Option {
 	return func(o *options) { o.maxMessage = max(n, 64) }
 }
 
+// WithShards spreads a service over n request lists on different hash slots,
+// and so, on Redis Cluster, over different masters: the queue itself and n-1
+// lists named after it. A Client sends each call to the next list in turn; a Mux
+// keeps a pop waiting on each and takes from each at most an equal share of its
+// free handler slots. Requests are taken in order within a list, not across
+// lists. Give a service's clients and servers the same n; classic clients use
+// the queue itself, which every Mux serves. The default is 1.
+func WithShards(n int) Option {
+	return func(o *options) { o.shards = max(n, 1) }
+}
+
 // WithClassicServer makes a Client wait for each response on a list of its own,
 // as classic clients do, because classic servers do not echo ids. Such calls
 // work with every server but each one holds a Redis connection while it waits.
@@ -266,11 +278,13 @@ const maxBatch = 256
 type Client struct {
 	rc       rueidis.Client
 	queue    string
-	replyKey string // shared response list
+	lists    []string // request lists: the queue and its shards
+	replyKey string   // shared response list
 	opts     options
 	popper   *lists.Popper
 	pusher   *lists.Pusher
 	nextID   atomic.Uint64
+	nextList atomic.Uint32
 
 	mu        sync.Mutex
 	pending   map[string]chan result
@@ -292,11 +306,13 @@ type result struct {
 func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
 	mustQueue(rc, queue)
 	ctx, stop := context.WithCancel(context.Background())
+	o := newOptions(opts)
 	c := &Client{
 		rc:       rc,
 		queue:    queue,
+		lists:    lists.ShardNames(queue, o.shards),
 		replyKey: wire.ResponsePrefix(queue) + randomName(20),
-		opts:     newOptions(opts),
+		opts:     o,
 		popper:   newPopper(rc),
 		pending:  make(map[string]chan result),
 		ctx:      ctx,
@@ -377,7 +393,11 @@ func (c *Client) call(ctx context.Context, fc wire.FunctionCall) (json.RawMessag
 		return nil, err
 	}
 	// Requests queued by concurrent calls travel together in one RPUSH.
-	c.pusher.Push(lists.Item{Key: c.queue, Value: rueidis.BinaryString(body), ID: req.ID})
+	list := c.lists[0]
+	if len(c.lists) > 1 {
+		list = c.lists[int(c.nextList.Add(1))%len(c.lists)]
+	}
+	c.pusher.Push(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID})
 	select {
 	case r := <-ch:
 		return outcome(r)

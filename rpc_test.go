@@ -884,3 +884,59 @@ func TestDuplicateResponsesIgnored(t *testing.T) {
 		}
 	}
 }
+
+// TestShards: a Client with WithShards spreads calls evenly over the lists,
+// a Mux with the same setting serves them all, and the plain queue still
+// serves classic clients.
+func TestShards(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	const shards, calls = 3, 9
+	c := newClient(t, q, redisrpc.WithShards(shards))
+	double := redisrpc.NewEndpoint[int, int]("double")
+	ctx := timeout(t, 20*time.Second)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			if got, err := redisrpc.Call(ctx, c, double, i); err != nil || got != 2*i {
+				t.Errorf("double(%d): got %d, %v; want %d", i, got, err, 2*i)
+			}
+		})
+	}
+	// Before any server runs, the requests wait spread over the shards.
+	var lens []int64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		lens = lens[:0]
+		var total int64
+		for _, key := range shardLists(t, q) {
+			n, _ := rc.Do(ctx, rc.B().Llen().Key(key).Build()).AsInt64()
+			lens = append(lens, n)
+			total += n
+		}
+		if total == calls {
+			break
+		}
+	}
+	for i, n := range lens {
+		if n != calls/shards {
+			t.Errorf("requests on shard %d: got %d, want %d (all: %v)", i, n, calls/shards, lens)
+		}
+	}
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithShards(shards))
+	redisrpc.Handle(mux, double, func(_ context.Context, x int) (int, error) { return 2 * x, nil })
+	serve(t, mux)
+	wg.Wait()
+	classic := newClient(t, q, redisrpc.WithClassicServer())
+	if got, err := redisrpc.Call(ctx, classic, double, 21); err != nil || got != 42 {
+		t.Errorf("a classic client on the plain queue: got %d, %v; want 42", got, err)
+	}
+}
+
+// shardLists finds the request lists of q's shards: q and the keys named {q#...}.
+func shardLists(t *testing.T, q string) []string {
+	keys, err := rc.Do(context.Background(), rc.B().Keys().Pattern("{"+q+"#*").Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{q}, keys...)
+}

@@ -9,10 +9,11 @@ import (
 )
 
 // Item is one message for the list Key. ID lets the error callback tell whose
-// messages failed. Ack, when set, is removed from the Pusher's ack list once the
+// messages failed. Ack, when set, is removed from the list AckList once the
 // message is pushed: a request leaves a processing list only when answered.
 type Item struct {
-	Key, Value, ID, Ack string
+	Key, Value, ID string
+	AckList, Ack   string
 }
 
 // Pusher appends messages to lists and combines concurrent pushes: what is
@@ -25,7 +26,6 @@ type Pusher struct {
 	rc      rueidis.Client
 	ttl     int64                          // seconds; 0 sets no expiry
 	onError func(failed []Item, err error) // called with the items that were not pushed
-	ackList string                         // where Item.Ack is removed from
 
 	mu     sync.Mutex
 	queued []Item
@@ -58,9 +58,6 @@ func (p *Pusher) Push(it Item) {
 	p.mu.Unlock()
 	p.send(maxRounds)
 }
-
-// AckFrom makes p remove each pushed item's Ack from list. Call it before Push.
-func (p *Pusher) AckFrom(list string) { p.ackList = list }
 
 // Wait waits for drain goroutines; call it when no Push can come any more.
 func (p *Pusher) Wait() { p.drains.Wait() }
@@ -140,7 +137,7 @@ func (p *Pusher) write(batch []Item) {
 			case err != nil:
 				failed = append(failed, it)
 			case it.Ack != "":
-				acks = append(acks, p.rc.B().Lrem().Key(p.ackList).Count(1).Element(it.Ack).Build())
+				acks = append(acks, p.rc.B().Lrem().Key(it.AckList).Count(1).Element(it.Ack).Build())
 			}
 		}
 		if err != nil && p.onError != nil {
