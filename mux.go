@@ -66,7 +66,7 @@ func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
 		freed:    make(chan struct{}, 1),
 	}
 	ttl := int64((o.responseTTL + time.Second - 1) / time.Second)
-	m.pusher = lists.NewPusher(rc, ttl, func(failed []lists.Item, err error) {
+	m.pusher = lists.NewPusher(rc, ttl, true, func(failed []lists.Item, err error) {
 		if len(failed) == 0 {
 			m.opts.logger.Error("redisrpc: removing answered requests from the processing list", "queue", m.queue, "err", err)
 			return

@@ -318,7 +318,8 @@ func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
 		ctx:      ctx,
 		stop:     stop,
 	}
-	c.pusher = lists.NewPusher(rc, 0, c.pushFailed)
+	// Callers must never wait on Redis past their context: a goroutine sends.
+	c.pusher = lists.NewPusher(rc, 0, false, c.pushFailed)
 	return c
 }
 

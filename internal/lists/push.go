@@ -18,14 +18,16 @@ type Item struct {
 
 // Pusher appends messages to lists and combines concurrent pushes: what is
 // queued while one batch is in flight goes out in the next, as one RPUSH per
-// list (and one EXPIRE per list when TTL is set) in one round trip. The
-// goroutine that finds the Pusher idle sends the batch itself, so a lone call
-// pays no hand-off; one that has sent maxRounds batches while others kept
-// coming hands the rest to a drain goroutine. It is safe for concurrent use.
+// list (and one EXPIRE per list when TTL is set) in one round trip. Inline, the
+// goroutine that finds the Pusher idle sends the batch itself, so a lone push
+// pays no hand-off, and hands over to a drain goroutine after maxRounds
+// batches; otherwise a drain goroutine always sends, so that Push never
+// blocks on Redis. It is safe for concurrent use.
 type Pusher struct {
 	rc      rueidis.Client
 	ttl     int64                          // seconds; 0 sets no expiry
 	onError func(failed []Item, err error) // called with the items that were not pushed
+	inline  bool
 
 	mu     sync.Mutex
 	queued []Item
@@ -41,9 +43,9 @@ const (
 )
 
 // NewPusher returns a Pusher; ttl > 0 gives every list pushed to that expiry
-// in seconds. onError must not block.
-func NewPusher(rc rueidis.Client, ttl int64, onError func(failed []Item, err error)) *Pusher {
-	return &Pusher{rc: rc, ttl: ttl, onError: onError}
+// in seconds; inline lets Push send (and so block). onError must not block.
+func NewPusher(rc rueidis.Client, ttl int64, inline bool, onError func(failed []Item, err error)) *Pusher {
+	return &Pusher{rc: rc, ttl: ttl, inline: inline, onError: onError}
 }
 
 // Push queues it and makes sure it is sent.
@@ -55,6 +57,15 @@ func (p *Pusher) Push(it Item) {
 		return
 	}
 	p.busy = true
+	if !p.inline {
+		p.drains.Add(1)
+		p.mu.Unlock()
+		go func() {
+			defer p.drains.Done()
+			p.send(-1)
+		}()
+		return
+	}
 	p.mu.Unlock()
 	p.send(maxRounds)
 }
