@@ -4,8 +4,10 @@
 //
 //	cd bench && go run . [-rounds 3] [-duration 5s] [-callers 1,16,256]
 //
-// It needs redis-server on PATH; NATS runs embedded in a child process. The
-// systems: "redisrpc" (shared response list, batched pops), "blocking-pop"
+// It needs redis-server on PATH; NATS runs embedded in a child process. With
+// -cluster N, Redis is a cluster of N masters (redis-cli on PATH too). The
+// systems: "redisrpc" (shared response list, batched pops), "redisrpc-sharded"
+// (the same with WithShards(-shards)), "blocking-pop"
 // (redisrpc's WithClassicServer mode: one response list and one BLPOP per call,
 // the classic design) and "nats" (nats.go Request against a queue subscriber).
 // Every server decodes and re-encodes the request, a JSON struct of about
@@ -39,6 +41,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/localredis"
 )
 
 type payload struct {
@@ -94,9 +97,12 @@ func drive(args []string) error {
 	size := fs.Int("size", 64, "approximate JSON size of a request")
 	systemsFlag := fs.String("systems", "nats,redisrpc,blocking-pop", "systems to compare")
 	profile := fs.String("profile", "", "write CPU profiles of the server and client processes to this directory")
+	cluster := fs.Int("cluster", 0, "run Redis as a cluster of this many masters (redis-server and redis-cli on PATH)")
+	shards := fs.Int("shards", 3, "shards of the redisrpc-sharded system")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	os.Setenv("BENCH_SHARDS", strconv.Itoa(*shards))
 	if *profile != "" {
 		os.Setenv("BENCH_PROFILE", *profile) // the children read it
 	}
@@ -119,12 +125,23 @@ func drive(args []string) error {
 		return err
 	}
 	defer stopNATS()
-	redisAddr, stopRedis, err := startRedis()
-	if err != nil {
-		return err
+	var redisAddr string
+	if *cluster > 0 {
+		cl, err := localredis.StartCluster(*cluster, 0)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		redisAddr = cl.URL()
+		os.Setenv("BENCH_CLUSTER", "1")
+	} else {
+		var stopRedis func()
+		if redisAddr, stopRedis, err = startRedis(); err != nil {
+			return err
+		}
+		defer stopRedis()
 	}
-	defer stopRedis()
-	addr := map[string]string{"nats": natsAddr, "redisrpc": redisAddr, "blocking-pop": redisAddr}
+	addr := map[string]string{"nats": natsAddr, "redisrpc": redisAddr, "redisrpc-sharded": redisAddr, "blocking-pop": redisAddr}
 
 	runs := map[string][]result{} // system/callers -> results
 	for round := range *rounds {
@@ -145,7 +162,11 @@ func drive(args []string) error {
 			}
 		}
 	}
-	fmt.Printf("\n%d rounds of %v per run, payload ~%d B, GOMAXPROCS %d, %s\n\n", *rounds, *duration, *size, runtime.GOMAXPROCS(0), time.Now().Format("2006-01-02"))
+	where := "one Redis"
+	if *cluster > 0 {
+		where = fmt.Sprintf("a cluster of %d masters, redisrpc-sharded with %d shards", *cluster, *shards)
+	}
+	fmt.Printf("\n%d rounds of %v per run, payload ~%d B, GOMAXPROCS %d, %s, %s\n\n", *rounds, *duration, *size, runtime.GOMAXPROCS(0), where, time.Now().Format("2006-01-02"))
 	fmt.Println("| callers | system | calls/s | vs nats | p50 us | p99 us |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, n := range callers {
@@ -298,7 +319,7 @@ func redisClient(url string) (rueidis.Client, error) {
 		return nil, err
 	}
 	opt.DisableCache = true
-	opt.ForceSingleClient = true
+	opt.ForceSingleClient = os.Getenv("BENCH_CLUSTER") != "1"
 	return rueidis.NewClient(opt)
 }
 
@@ -342,13 +363,13 @@ func serve(sys, addr string) error {
 		fmt.Println("ready")
 		waitSignal()
 		return nil
-	case "redisrpc", "blocking-pop":
+	case "redisrpc", "redisrpc-sharded", "blocking-pop":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
-		mux := redisrpc.NewMux(rc, queue, redisrpc.WithConcurrency(256))
+		mux := redisrpc.NewMux(rc, queue, redisrpc.WithConcurrency(256), shardsOf(sys))
 		redisrpc.Handle(mux, echo, handle)
 		served := make(chan error, 1)
 		go func() { served <- mux.Serve(context.Background()) }()
@@ -361,6 +382,15 @@ func serve(sys, addr string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown system %q", sys)
+}
+
+// shardsOf returns the shards option of system sys.
+func shardsOf(sys string) redisrpc.Option {
+	n := 1
+	if sys == "redisrpc-sharded" {
+		n, _ = strconv.Atoi(os.Getenv("BENCH_SHARDS"))
+	}
+	return redisrpc.WithShards(n)
 }
 
 func client(args []string) error {
@@ -388,13 +418,13 @@ func client(args []string) error {
 			var p payload
 			return json.Unmarshal(m.Data, &p)
 		}
-	case "redisrpc", "blocking-pop":
+	case "redisrpc", "redisrpc-sharded", "blocking-pop":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
-		var opts []redisrpc.Option
+		opts := []redisrpc.Option{shardsOf(sys)}
 		if sys == "blocking-pop" {
 			opts = append(opts, redisrpc.WithClassicServer())
 		}

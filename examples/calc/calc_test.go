@@ -251,3 +251,34 @@ func TestCallClassicCommand(t *testing.T) {
 		t.Errorf("output lacks val() = 4:\n%s", out.String())
 	}
 }
+
+// TestServeAndCallOnCluster: calc serve and calc call work against a Redis
+// Cluster given the URL of any node.
+func TestServeAndCallOnCluster(t *testing.T) {
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("a cluster needs %s on PATH", bin)
+		}
+	}
+	cl, err := localredis.StartCluster(3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i, node := range cl.Nodes {
+		t.Setenv("REDIS_URL", "redis://"+node.Addr())
+		q := fmt.Sprintf("calc%d", i)
+		ctx, stop := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- run(ctx, []string{"serve", "-queue", q}, &bytes.Buffer{}) }()
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"call", "-queue", q}, &out)
+		stop()
+		if err != nil {
+			t.Errorf("calc call via node %d: %v\n%s", i, err, out.String())
+		}
+		if err := <-served; err != nil {
+			t.Errorf("calc serve via node %d: %v", i, err)
+		}
+	}
+}
