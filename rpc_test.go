@@ -19,6 +19,7 @@ import (
 
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/internal/localredis"
+	"github.com/redisrpc/redisrpc/internal/rpctest"
 )
 
 // rc talks to the Redis of the tests: REDIS_URL, else redis-server from PATH,
@@ -30,12 +31,8 @@ var (
 
 func TestMain(m *testing.M) {
 	var err error
-	if redis, err = localredis.Start(localredis.Any); err != nil {
-		fmt.Fprintln(os.Stderr, "redis:", err)
-		os.Exit(1)
-	}
-	if rc, err = redis.Client(); err != nil {
-		fmt.Fprintln(os.Stderr, "redis client:", err)
+	if redis, rc, err = localredis.StartWithClient(localredis.Any); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	fmt.Fprintf(os.Stderr, "testing against %s (%s)\n", redis.URL, redis.Kind)
@@ -60,21 +57,7 @@ func newQueue(t *testing.T) string {
 
 // serve serves mux until the test ends, then shuts it down and checks that
 // Serve returned ErrServerClosed.
-func serve(t *testing.T, mux *redisrpc.Mux) {
-	t.Helper()
-	served := make(chan error, 1)
-	go func() { served <- mux.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := mux.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: got %v, want nil", err)
-		}
-		if err := <-served; !errors.Is(err, redisrpc.ErrServerClosed) {
-			t.Errorf("Serve: got %v, want ErrServerClosed", err)
-		}
-	})
-}
+func serve(t *testing.T, mux *redisrpc.Mux) { t.Helper(); rpctest.Serve(t, mux) }
 
 func newClient(t *testing.T, queue string, opts ...redisrpc.Option) *redisrpc.Client {
 	c := redisrpc.NewClient(rc, queue, append([]redisrpc.Option{redisrpc.WithLogger(quiet)}, opts...)...)

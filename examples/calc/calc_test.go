@@ -17,6 +17,7 @@ import (
 
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/internal/localredis"
+	"github.com/redisrpc/redisrpc/internal/rpctest"
 )
 
 var (
@@ -26,12 +27,8 @@ var (
 
 func TestMain(m *testing.M) {
 	var err error
-	if redis, err = localredis.Start(localredis.Any); err != nil {
-		fmt.Fprintln(os.Stderr, "redis:", err)
-		os.Exit(1)
-	}
-	if rc, err = redis.Client(); err != nil {
-		fmt.Fprintln(os.Stderr, "redis client:", err)
+	if redis, rc, err = localredis.StartWithClient(localredis.Any); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -50,18 +47,7 @@ func serveCalc(t *testing.T, queue string, extra func(*redisrpc.Mux)) {
 	if extra != nil {
 		extra(mux)
 	}
-	served := make(chan error, 1)
-	go func() { served <- mux.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := mux.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: got %v, want nil", err)
-		}
-		if err := <-served; !errors.Is(err, redisrpc.ErrServerClosed) {
-			t.Errorf("Serve: got %v, want ErrServerClosed", err)
-		}
-	})
+	rpctest.Serve(t, mux)
 }
 
 func TestDemo(t *testing.T) {
@@ -82,12 +68,18 @@ func TestServeAndCall(t *testing.T) {
 	if redis.Embedded {
 		t.Skip("calc serve and call use plain rueidis options, which the embedded server does not take; covered by TestDemo")
 	}
-	q := newQueue(t)
+	serveAndCall(t, newQueue(t))
+}
+
+// serveAndCall runs calc serve on queue, then calc call against it, then
+// interrupts the server, all on REDIS_URL.
+func serveAndCall(t *testing.T, queue string) {
+	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- run(ctx, []string{"serve", "-queue", q}, &bytes.Buffer{}) }()
+	go func() { served <- run(ctx, []string{"serve", "-queue", queue}, &bytes.Buffer{}) }()
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"call", "-queue", q}, &out)
+	err := run(context.Background(), []string{"call", "-queue", queue}, &out)
 	stop()
 	if err != nil {
 		t.Errorf("calc call: %v\n%s", err, out.String())
@@ -267,18 +259,6 @@ func TestServeAndCallOnCluster(t *testing.T) {
 	defer cl.Close()
 	for i, node := range cl.Nodes {
 		t.Setenv("REDIS_URL", "redis://"+node.Addr())
-		q := fmt.Sprintf("calc%d", i)
-		ctx, stop := context.WithCancel(context.Background())
-		served := make(chan error, 1)
-		go func() { served <- run(ctx, []string{"serve", "-queue", q}, &bytes.Buffer{}) }()
-		var out bytes.Buffer
-		err := run(context.Background(), []string{"call", "-queue", q}, &out)
-		stop()
-		if err != nil {
-			t.Errorf("calc call via node %d: %v\n%s", i, err, out.String())
-		}
-		if err := <-served; err != nil {
-			t.Errorf("calc serve via node %d: %v", i, err)
-		}
+		serveAndCall(t, fmt.Sprintf("calc%d", i))
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/internal/localredis"
+	"github.com/redisrpc/redisrpc/internal/rpctest"
 )
 
 var (
@@ -38,12 +39,8 @@ func TestMain(m *testing.M) {
 		return
 	}
 	var err error
-	if redis, err = localredis.Start(localredis.Any); err != nil {
-		fmt.Fprintln(os.Stderr, "redis:", err)
-		os.Exit(1)
-	}
-	if rc, err = redis.Client(); err != nil {
-		fmt.Fprintln(os.Stderr, "redis client:", err)
+	if redis, rc, err = localredis.StartWithClient(localredis.Any); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -89,18 +86,7 @@ func serve(t *testing.T, c rueidis.Client, queue string, opts ...redisrpc.Option
 			return 0, ctx.Err()
 		}
 	})
-	served := make(chan error, 1)
-	go func() { served <- mux.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := mux.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: got %v, want nil", err)
-		}
-		if err := <-served; !errors.Is(err, redisrpc.ErrServerClosed) {
-			t.Errorf("Serve: got %v, want ErrServerClosed", err)
-		}
-	})
+	rpctest.Serve(t, mux)
 	return mux
 }
 

@@ -58,16 +58,21 @@ func (p *Pusher) Push(it Item) {
 	}
 	p.busy = true
 	if !p.inline {
-		p.drains.Add(1)
+		p.drain()
 		p.mu.Unlock()
-		go func() {
-			defer p.drains.Done()
-			p.send(-1)
-		}()
 		return
 	}
 	p.mu.Unlock()
 	p.send(maxRounds)
+}
+
+// drain starts a goroutine that sends until nothing is queued. p.mu must be held.
+func (p *Pusher) drain() {
+	p.drains.Add(1)
+	go func() {
+		defer p.drains.Done()
+		p.send(-1)
+	}()
 }
 
 // Wait waits for drain goroutines; call it when no Push can come any more.
@@ -84,12 +89,8 @@ func (p *Pusher) send(rounds int) {
 			return
 		}
 		if i == rounds {
-			p.drains.Add(1)
+			p.drain()
 			p.mu.Unlock()
-			go func() {
-				defer p.drains.Done()
-				p.send(-1)
-			}()
 			return
 		}
 		batch := p.take()

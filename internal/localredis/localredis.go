@@ -156,5 +156,20 @@ func (s *Server) Client() (rueidis.Client, error) {
 	return rueidis.NewClient(opt)
 }
 
+// StartWithClient starts a server as Start does and returns a client of it;
+// close the client before the server.
+func StartWithClient(mode Mode) (*Server, rueidis.Client, error) {
+	srv, err := Start(mode)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis: %w", err)
+	}
+	c, err := srv.Client()
+	if err != nil {
+		srv.Close()
+		return nil, nil, fmt.Errorf("redis client of %s: %w", srv.URL, err)
+	}
+	return srv, c, nil
+}
+
 // Close stops the server if Start started it.
 func (s *Server) Close() { s.stop() }
