@@ -152,24 +152,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 	m.idle = make(chan struct{})
 	m.mu.Unlock()
 	defer m.cancelRun()
-	if m.source.Reliable() {
-		stop := make(chan struct{})
-		beating := make(chan struct{})
-		m.beat()
-		go func() {
-			defer close(beating)
-			m.keepAlive(stop)
-		}()
-		defer func() { // after the handlers have answered
-			close(stop)
-			<-beating
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := m.source.Leave(ctx); err != nil {
-				m.opts.logger.Error("redisrpc: leaving", "queue", m.queue, "err", err)
-			}
-		}()
-	}
+	stopBeating := m.startHeartbeat()
 
 	// Pops wait in Redis on every list, two on a single one, so that one is
 	// there while the other goes back for more (see lists.Source.Loops).
@@ -189,6 +172,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 	close(m.idle)
 	m.running.Wait()
 	m.pusher.Wait()
+	stopBeating() // only now: Shutdown returns after this server has left
 
 	m.mu.Lock()
 	m.serving = false
@@ -333,6 +317,29 @@ func (m *Mux) Shutdown(ctx context.Context) error {
 			}
 			m.mu.Unlock()
 			return ctx.Err()
+		}
+	}
+}
+
+// startHeartbeat beats in at-least-once mode until the returned function is
+// called, which then gives back what is left in the processing lists.
+func (m *Mux) startHeartbeat() (stop func()) {
+	if !m.source.Reliable() {
+		return func() {}
+	}
+	m.beat()
+	done, beating := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beating)
+		m.keepAlive(done)
+	}()
+	return func() {
+		close(done)
+		<-beating
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := m.source.Leave(ctx); err != nil {
+			m.opts.logger.Error("redisrpc: leaving", "queue", m.queue, "err", err)
 		}
 	}
 }

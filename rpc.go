@@ -508,6 +508,12 @@ func (c *Client) receive() {
 			return
 		}
 		c.mu.Unlock()
+		if err != nil { // Redis is failing: do not spin while calls keep coming
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-c.ctx.Done():
+			}
+		}
 	}
 }
 
