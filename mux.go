@@ -264,8 +264,12 @@ func (m *Mux) release(n int) {
 // that their grown stacks serve many requests.
 func (m *Mux) worker(msg lists.Msg) {
 	defer m.running.Done()
+	// Each request's context is a child of this one, not of runCtx, so that
+	// workers do not contend for runCtx's lock registering them.
+	ctx, cancel := context.WithCancel(m.runCtx)
+	defer cancel()
 	for {
-		m.serveOne(msg)
+		m.serveOne(ctx, msg)
 		select {
 		case msg = <-m.work:
 		case <-m.idle:
@@ -371,7 +375,7 @@ func (m *Mux) beat() {
 }
 
 // serveOne handles one raw request.
-func (m *Mux) serveOne(job lists.Msg) {
+func (m *Mux) serveOne(base context.Context, job lists.Msg) {
 	msg := job.Body
 	defer func() {
 		m.active.Add(-1)
@@ -407,7 +411,7 @@ func (m *Mux) serveOne(job lists.Msg) {
 		m.drop(job)
 		return
 	}
-	ctx := m.runCtx
+	ctx := base
 	if req.Deadline != 0 {
 		dl := time.UnixMilli(req.Deadline)
 		if !time.Now().Before(dl) {
