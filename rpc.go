@@ -313,7 +313,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
 		lists:    lists.ShardNames(queue, o.shards),
 		replyKey: wire.ResponsePrefix(queue) + randomName(20),
 		opts:     o,
-		popper:   newPopper(rc),
+		popper:   lists.NewPopper(rc),
 		pending:  make(map[string]chan result),
 		ctx:      ctx,
 		stop:     stop,
@@ -551,8 +551,6 @@ func metaToSend(ctx context.Context) map[string]string {
 	m, _ := ctx.Value(metaKey{}).(map[string]string)
 	return m
 }
-
-func newPopper(rc rueidis.Client) *lists.Popper { return lists.NewPopper(rc) }
 
 func mustQueue(rc rueidis.Client, q string) {
 	if rc == nil {
