@@ -923,3 +923,97 @@ func shardLists(t *testing.T, q string) []string {
 	}
 	return append([]string{q}, keys...)
 }
+
+// ExampleNewEndpoint_namedArgs calls a function that takes keyword arguments,
+// as classic Python servers define them: greet(name="Ann", times=2).
+func ExampleNewEndpoint_namedArgs() {
+	type Greeting struct {
+		Name  string `json:"name"`
+		Times int    `json:"times"`
+	}
+	greet := redisrpc.NewEndpoint[Greeting, string]("greet", redisrpc.WithNamedArgs())
+
+	mux := redisrpc.NewMux(rc, "example:greeter")
+	redisrpc.Handle(mux, greet, func(_ context.Context, g Greeting) (string, error) {
+		return strings.Repeat("hi "+g.Name+"! ", g.Times), nil
+	})
+	go mux.Serve(context.Background())
+	defer mux.Shutdown(context.Background())
+
+	c := redisrpc.NewClient(rc, "example:greeter")
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := redisrpc.Call(ctx, c, greet, Greeting{Name: "Ann", Times: 2})
+	fmt.Println(s, err)
+	// Output: hi Ann! hi Ann!  <nil>
+}
+
+// ExampleMux_Shutdown stops a server gracefully: no new requests are taken,
+// running handlers finish, and Serve returns ErrServerClosed.
+func ExampleMux_Shutdown() {
+	mux := redisrpc.NewMux(rc, "example:shutdown")
+	redisrpc.Handle(mux, redisrpc.NewEndpoint[int, int]("id"), func(_ context.Context, x int) (int, error) { return x, nil })
+	served := make(chan error, 1)
+	go func() { served <- mux.Serve(context.Background()) }()
+
+	// Typically on SIGTERM, with a bound on how long handlers may take to finish.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mux.Shutdown(ctx); err != nil {
+		fmt.Println("handlers did not finish in time:", err)
+	}
+	fmt.Println(<-served)
+	// Output: redisrpc: server closed
+}
+
+// ExampleWithAtLeastOnce serves a queue so that no request is lost when a
+// server dies: its requests go to another server. Handlers may then run twice
+// for one call, so this one is idempotent: it sets, it does not add.
+func ExampleWithAtLeastOnce() {
+	type Setting struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+	}
+	set := redisrpc.NewEndpoint[Setting, bool]("set")
+	var (
+		mu       sync.Mutex
+		settings = map[string]string{}
+	)
+	mux := redisrpc.NewMux(rc, "example:settings", redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(5*time.Second))
+	redisrpc.Handle(mux, set, func(_ context.Context, s Setting) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		settings[s.Key] = s.Value
+		return true, nil
+	})
+	go mux.Serve(context.Background())
+	defer mux.Shutdown(context.Background())
+
+	c := redisrpc.NewClient(rc, "example:settings")
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println(redisrpc.Call(ctx, c, set, Setting{"color", "blue"}))
+	// Output: true <nil>
+}
+
+// ExampleContextWithMeta sends a W3C traceparent with a call; the handler
+// reads it with MetaFromContext.
+func ExampleContextWithMeta() {
+	whoami := redisrpc.NewEndpoint[struct{}, string]("trace")
+	mux := redisrpc.NewMux(rc, "example:meta")
+	redisrpc.Handle(mux, whoami, func(ctx context.Context, _ struct{}) (string, error) {
+		return redisrpc.MetaFromContext(ctx)["traceparent"], nil
+	})
+	go mux.Serve(context.Background())
+	defer mux.Shutdown(context.Background())
+
+	c := redisrpc.NewClient(rc, "example:meta")
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ctx = redisrpc.ContextWithMeta(ctx, map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+	fmt.Println(redisrpc.Call(ctx, c, whoami, struct{}{}))
+	// Output: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 <nil>
+}
