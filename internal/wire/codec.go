@@ -67,11 +67,8 @@ func AppendResponse(b []byte, r *Response) []byte {
 // string response_queue, r.ResponseQueue is set even when err is not nil, so
 // that the caller can answer.
 func DecodeRequest(data []byte) (r Request, err error) {
-	if !json.Valid(data) {
-		return r, fmt.Errorf("%w: not JSON", ErrMalformed)
-	}
 	var fc []byte
-	err = eachMember(data, func(key, value []byte) error {
+	err = eachMember(data, true, func(key, value []byte) error {
 		switch string(key) {
 		case `"function_call"`:
 			fc = value
@@ -96,7 +93,7 @@ func DecodeRequest(data []byte) (r Request, err error) {
 	if fc == nil {
 		return r, fmt.Errorf("%w: no function_call", ErrMalformed)
 	}
-	return r, eachMember(fc, func(key, value []byte) error {
+	return r, eachMember(fc, false, func(key, value []byte) error {
 		switch string(key) {
 		case `"name"`:
 			return decodeString(value, &r.FunctionCall.Name, "function_call.name")
@@ -111,10 +108,7 @@ func DecodeRequest(data []byte) (r Request, err error) {
 
 // DecodeResponse decodes a response.
 func DecodeResponse(data []byte) (r Response, err error) {
-	if !json.Valid(data) {
-		return r, fmt.Errorf("%w: not JSON", ErrMalformed)
-	}
-	err = eachMember(data, func(key, value []byte) error {
+	err = eachMember(data, true, func(key, value []byte) error {
 		switch string(key) {
 		case `"return_value"`:
 			r.ReturnValue = value
@@ -192,36 +186,80 @@ func appendString(b []byte, s string) []byte {
 }
 
 // eachMember calls fn with the quoted key and the raw value of each member of
-// the JSON object data, which must be valid JSON.
-func eachMember(data []byte, fn func(key, value []byte) error) error {
+// the JSON object data. With check, it also checks that data is valid JSON, in
+// the same pass, and stops at the first fault; without, data must be valid.
+func eachMember(data []byte, check bool, fn func(key, value []byte) error) error {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
-		return fmt.Errorf("%w: not an object", ErrMalformed)
+		if check && !valid(data) {
+			return errNotJSON
+		}
+		return errNotObject
 	}
 	i = skipSpace(data, i+1)
 	if i < len(data) && data[i] == '}' {
-		return nil
+		return trailing(data, i, check)
 	}
 	for i < len(data) {
-		end := skipValue(data, i) // the key, a string
-		key := data[i:end]
-		i = skipSpace(data, skipSpace(data, end)+1) // past ':'
-		end = skipValue(data, i)
+		var keyEnd, valEnd int
+		ok := true
+		if check {
+			if data[i] != '"' {
+				return errNotJSON
+			}
+			keyEnd, ok = scanString(data, i)
+		} else {
+			keyEnd = skipValue(data, i)
+		}
+		key := data[i:keyEnd]
+		i = skipSpace(data, keyEnd)
+		if !ok || check && (i >= len(data) || data[i] != ':') {
+			return errNotJSON
+		}
+		i = skipSpace(data, i+1)
+		if check {
+			valEnd, ok = scanValue(data, i, 1)
+			if !ok {
+				return errNotJSON
+			}
+		} else {
+			valEnd = skipValue(data, i)
+		}
 		if bytes.IndexByte(key, '\\') >= 0 {
 			var k string
 			json.Unmarshal(key, &k)
 			key, _ = json.Marshal(k) // escapes undone, so "\u0069d" is "id"
 		}
-		if err := fn(key, data[i:end]); err != nil {
+		if err := fn(key, data[i:valEnd]); err != nil {
 			return err
 		}
-		i = skipSpace(data, end)
+		i = skipSpace(data, valEnd)
 		if i < len(data) && data[i] == '}' {
-			return nil
+			return trailing(data, i, check)
+		}
+		if check && (i >= len(data) || data[i] != ',') {
+			return errNotJSON
 		}
 		i = skipSpace(data, i+1) // past ','
 	}
-	return fmt.Errorf("%w: truncated object", ErrMalformed)
+	if check {
+		return errNotJSON
+	}
+	return errTruncated
+}
+
+var (
+	errNotJSON   = fmt.Errorf("%w: not JSON", ErrMalformed)
+	errNotObject = fmt.Errorf("%w: not an object", ErrMalformed)
+	errTruncated = fmt.Errorf("%w: truncated object", ErrMalformed)
+)
+
+// trailing checks, with check, that only space follows the brace at i.
+func trailing(data []byte, i int, check bool) error {
+	if check && skipSpace(data, i+1) != len(data) {
+		return errNotJSON
+	}
+	return nil
 }
 
 // skipValue returns the index just past the JSON value starting at i, and at

@@ -197,3 +197,40 @@ func FuzzPeekReply(f *testing.F) {
 		PeekReply(data) // must not panic or loop on any input
 	})
 }
+
+// FuzzValid holds the scanner to encoding/json's Valid on every input.
+func FuzzValid(f *testing.F) {
+	for _, s := range append(requestSamples, ``, ` `, `1`, `-0.5e+7`, `01`, `1.`, `.5`, `-`, `1e`, `"\u00e9"`, `"\u00g9"`, `"a\tb"`,
+		`"\x"`, `[1,]`, `{"a":1,}`, `{"a" 1}`, `[[[]]]`, `tru`, `nulll`, `{} {}`, "\"\xff\"", `{"a":[1,{"b":null}],"c":"\\\""}`) {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(strings.Repeat("[", 10000) + strings.Repeat("]", 10000)))
+	f.Add([]byte(strings.Repeat("[", 10001) + strings.Repeat("]", 10001)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if got, want := valid(data), json.Valid(data); got != want {
+			t.Fatalf("valid(%q) = %v, json.Valid says %v", data, got, want)
+		}
+		if json.Valid(data) {
+			return
+		}
+		if _, err := DecodeRequest(data); err == nil {
+			t.Fatalf("DecodeRequest(%q) accepted what is not JSON", data)
+		}
+		if _, err := DecodeResponse(data); err == nil {
+			t.Fatalf("DecodeResponse(%q) accepted what is not JSON", data)
+		}
+	})
+}
+
+// BenchmarkDecodeRequest decodes a typical request: what a server does per call
+// before the handler's own argument decoding.
+func BenchmarkDecodeRequest(b *testing.B) {
+	msg := []byte(`{"function_call":{"name":"echo","args":[{"id":7,"data":"0123456789012345678901234567890123456789"}]},"response_queue":"bench:rpc:K3P0Q9ZX2M7B4N6V8C1D","id":"1f3","deadline":1764050000000}`)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeRequest(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
