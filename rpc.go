@@ -77,8 +77,8 @@
 // a server dies after its handler ran but before the response was pushed, when
 // removing it from the processing list fails, or when a server stalls for longer
 // than the heartbeat while its requests are given to others. Handlers must be
-// idempotent in this mode. A Client delivers the first response for a call and
-// drops later ones; requests found past their deadline are dropped, not re-run.
+// idempotent in this mode. A Client delivers one response to a call and drops
+// any other for it; requests found past their deadline are dropped, not re-run.
 // Classic clients get the same guarantee, which lives in the server.
 //
 // Keys: the queue and, in at-least-once mode, {queue}:processing:<server>,

@@ -40,7 +40,8 @@ func TestMain(m *testing.M) {
 	rc.Close()
 	redis.Close()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		// rueidis may still be sleeping in a delayed retry of its own after Close.
+		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1")); err != nil {
 			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
 			code = 1
 		}
@@ -830,8 +831,9 @@ func TestThousandCallsFewConnections(t *testing.T) {
 	}
 }
 
-// TestDuplicateResponsesIgnored: a second response for one id, as at-least-once
-// delivery may produce, is dropped; the next call gets its own answer.
+// TestDuplicateResponsesIgnored: of two responses for one id, as at-least-once
+// delivery may produce, the call gets one and the other is dropped: it never
+// reaches a later call.
 func TestDuplicateResponsesIgnored(t *testing.T) {
 	t.Parallel()
 	q := newQueue(t)
@@ -862,8 +864,9 @@ func TestDuplicateResponsesIgnored(t *testing.T) {
 	c := newClient(t, q)
 	f := redisrpc.NewEndpoint[int, int]("f")
 	for i := 1; i <= 3; i++ {
-		if got, err := redisrpc.Call(ctx, c, f, i); err != nil || got != i*10 {
-			t.Errorf("call %d: got %d, %v; want the first response, %d", i, got, err, i*10)
+		// Two receivers pop the response list, so either response may come first.
+		if got, err := redisrpc.Call(ctx, c, f, i); err != nil || got/10 != i {
+			t.Errorf("call %d: got %d, %v; want one of its own responses, %d or %d", i, got, err, i*10, i*10+1)
 		}
 	}
 }
