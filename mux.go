@@ -396,13 +396,7 @@ func (m *Mux) serveOne(base context.Context, job lists.Msg) {
 		if !wire.ValidResponseQueue(m.queue, req.ResponseQueue) { // not JSON: look in place
 			req.ResponseQueue, req.ID = wire.PeekReply(wire.StringBytes(msg))
 		}
-		if wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
-			m.opts.logger.Warn("redisrpc: answered a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
-			m.respond(req.ResponseQueue, wire.Failure(req.ID, string(CodeInvalidArgument), err.Error()), job)
-			return
-		}
-		m.opts.logger.Warn("redisrpc: dropped a malformed request", "queue", m.queue, "err", err, "message", clip(msg))
-		m.drop(job)
+		m.reject(job, req.ResponseQueue, req.ID, err.Error())
 		return
 	}
 	if !wire.ValidResponseQueue(m.queue, req.ResponseQueue) {
@@ -433,15 +427,20 @@ func (m *Mux) serveOne(base context.Context, job lists.Msg) {
 // tooLarge answers a request over the size limit from its envelope alone,
 // read in place, or drops it.
 func (m *Mux) tooLarge(job lists.Msg) {
-	msg := job.Body
-	queue, id := wire.PeekReply(wire.StringBytes(msg))
-	m.opts.logger.Warn("redisrpc: request too large", "queue", m.queue, "bytes", len(msg), "limit", m.opts.maxMessage)
+	queue, id := wire.PeekReply(wire.StringBytes(job.Body))
+	m.reject(job, queue, id, fmt.Sprintf("request of %d bytes is over the limit of %d", len(job.Body), m.opts.maxMessage))
+}
+
+// reject answers a bad request with CodeInvalidArgument where it names a valid
+// response queue, and logs and drops it where it does not.
+func (m *Mux) reject(job lists.Msg, queue, id, why string) {
 	if !wire.ValidResponseQueue(m.queue, queue) {
+		m.opts.logger.Warn("redisrpc: dropped a bad request", "queue", m.queue, "why", why, "message", clip(job.Body))
 		m.drop(job)
 		return
 	}
-	m.respond(queue, wire.Failure(id, string(CodeInvalidArgument),
-		fmt.Sprintf("request of %d bytes is over the limit of %d", len(msg), m.opts.maxMessage)), job)
+	m.opts.logger.Warn("redisrpc: answered a bad request", "queue", m.queue, "why", why, "message", clip(job.Body))
+	m.respond(queue, wire.Failure(id, string(CodeInvalidArgument), why), job)
 }
 
 // drop forgets a request that gets no response.
