@@ -15,12 +15,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -226,18 +228,10 @@ func runOnce(self, sys, addr string, callers, size int, d time.Duration) (result
 	return r, json.Unmarshal(b, &r)
 }
 
-func readLine(r interface{ Read([]byte) (int, error) }) (string, error) {
-	var b []byte
-	one := make([]byte, 1)
-	for {
-		if _, err := r.Read(one); err != nil {
-			return string(b), err
-		}
-		if one[0] == '\n' {
-			return string(b), nil
-		}
-		b = append(b, one[0])
-	}
+// readLine reads the first line a child process prints.
+func readLine(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	return strings.TrimSuffix(line, "\n"), err
 }
 
 // start runs this binary with args and waits for the address it prints.

@@ -1,6 +1,7 @@
 package faults_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -188,18 +189,10 @@ func waitForProcessing(t *testing.T, ctx context.Context, q string) string {
 	return ""
 }
 
+// readLine reads the first line a child process prints.
 func readLine(r io.Reader) (string, error) {
-	var b []byte
-	one := make([]byte, 1)
-	for {
-		if _, err := r.Read(one); err != nil {
-			return string(b), err
-		}
-		if one[0] == '\n' {
-			return string(b), nil
-		}
-		b = append(b, one[0])
-	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	return strings.TrimSuffix(line, "\n"), err
 }
 
 // ownRedis starts a redis-server of the test's own on port (0: a free one),
