@@ -336,8 +336,9 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 }
 
 // Close stops the client: calls in flight and later calls fail with
-// ErrClientClosed. It waits for the client's receiving goroutine to end and
-// does not close the rueidis client. It is safe to call more than once.
+// ErrClientClosed. It waits for the client's goroutines (its two receivers and
+// its request sender) to end and does not close the rueidis client. It is safe
+// to call more than once.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if !c.closed {
