@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/redisrpc/redisrpc/internal/deadline"
 	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
@@ -414,9 +415,10 @@ func (m *Mux) serveOne(base context.Context, job lists.Msg) {
 			m.drop(job)
 			return
 		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl)
-		defer cancel()
+		// No timer unless the handler waits on ctx; see package deadline.
+		dctx := deadline.New(ctx, dl)
+		defer dctx.Stop()
+		ctx = dctx
 	}
 	if len(req.Meta) > 0 {
 		ctx = context.WithValue(ctx, incomingMetaKey{}, req.Meta)
