@@ -44,8 +44,7 @@ type Mux struct {
 	cancelRun context.CancelFunc
 	running   sync.WaitGroup
 	active    atomic.Int64
-	work      chan lists.Msg // to an idle worker
-	idle      chan struct{}  // closed when Serve stops: idle workers end
+	work      chan lists.Msg // to an idle worker; closed when Serve stops
 
 	slotMu sync.Mutex
 	free   int           // handler slots not in use
@@ -62,7 +61,6 @@ func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
 		queue:    queue,
 		opts:     o,
 		stopping: make(chan struct{}),
-		work:     make(chan lists.Msg),
 		free:     o.concurrency,
 		freed:    make(chan struct{}, 1),
 	}
@@ -150,7 +148,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 	}
 	m.serving = true
 	m.runCtx, m.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
-	m.idle = make(chan struct{})
+	m.work = make(chan lists.Msg)
 	m.mu.Unlock()
 	defer m.cancelRun()
 	stopBeating := m.startHeartbeat()
@@ -170,7 +168,7 @@ func (m *Mux) Serve(ctx context.Context) error {
 	if ctx.Err() != nil {
 		m.cancelRun()
 	}
-	close(m.idle)
+	close(m.work) // the loops, its only senders, have returned
 	m.running.Wait()
 	m.pusher.Wait()
 	stopBeating() // only now: Shutdown returns after this server has left
@@ -214,7 +212,7 @@ func (m *Mux) loop(ctx context.Context, list, share int) error {
 			case m.work <- msg:
 			default: // no worker idle; there are fewer workers than slots
 				m.running.Add(1)
-				go m.worker(msg)
+				go m.worker(m.work, msg)
 			}
 		}
 	}
@@ -261,21 +259,17 @@ func (m *Mux) release(n int) {
 	}
 }
 
-// worker serves requests until Serve stops. Workers live as long as Serve so
-// that their grown stacks serve many requests.
-func (m *Mux) worker(msg lists.Msg) {
+// worker serves msg, then requests from work until it closes. Workers live
+// as long as Serve so that their grown stacks serve many requests.
+func (m *Mux) worker(work <-chan lists.Msg, msg lists.Msg) {
 	defer m.running.Done()
 	// Each request's context is a child of this one, not of runCtx, so that
 	// workers do not contend for runCtx's lock registering them.
 	ctx, cancel := context.WithCancel(m.runCtx)
 	defer cancel()
-	for {
+	m.serveOne(ctx, msg)
+	for msg := range work {
 		m.serveOne(ctx, msg)
-		select {
-		case msg = <-m.work:
-		case <-m.idle:
-			return
-		}
 	}
 }
 
