@@ -386,10 +386,10 @@ func (m *Mux) serveOne(base context.Context, job lists.Msg) {
 		m.tooLarge(job)
 		return
 	}
-	req, err := wire.DecodeRequest(wire.StringBytes(msg))
+	req, err := wire.DecodeRequest(msg)
 	if err != nil {
 		if !wire.ValidResponseQueue(m.queue, req.ResponseQueue) { // not JSON: look in place
-			req.ResponseQueue, req.ID = wire.PeekReply(wire.StringBytes(msg))
+			req.ResponseQueue, req.ID = wire.PeekReply(msg)
 		}
 		m.reject(job, req.ResponseQueue, req.ID, err.Error())
 		return
@@ -423,7 +423,7 @@ func (m *Mux) serveOne(base context.Context, job lists.Msg) {
 // tooLarge answers a request over the size limit from its envelope alone,
 // read in place, or drops it.
 func (m *Mux) tooLarge(job lists.Msg) {
-	queue, id := wire.PeekReply(wire.StringBytes(job.Body))
+	queue, id := wire.PeekReply(job.Body)
 	m.reject(job, queue, id, fmt.Sprintf("request of %d bytes is over the limit of %d", len(job.Body), m.opts.maxMessage))
 }
 

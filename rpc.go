@@ -439,7 +439,7 @@ func outcome(r result) (json.RawMessage, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	resp, err := wire.DecodeResponse(wire.StringBytes(r.raw))
+	resp, err := wire.DecodeResponse(r.raw)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("response: %w", err)
@@ -520,7 +520,7 @@ func (c *Client) receive() {
 
 // deliver hands one response to its call, which decodes it. c.mu must be held.
 func (c *Client) deliver(msg string) {
-	id, err := wire.ResponseID(wire.StringBytes(msg))
+	id, err := wire.ResponseID(msg)
 	if err != nil {
 		c.opts.logger.Warn("redisrpc: dropped a malformed response", "queue", c.replyKey, "err", err, "message", clip(msg))
 		return

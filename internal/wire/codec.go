@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 )
 
 // The hot path encodes envelopes by appending and decodes them by slicing
 // members out of a message checked once with json.Valid, so that only the
-// caller's own values go through reflection.
+// caller's own values go through reflection. Decoders take the message as a
+// string, which cannot change, so that what they return may share its memory
+// rather than copy it.
 
 // ErrMalformed wraps every failure to decode an envelope.
 var ErrMalformed = errors.New("malformed message")
@@ -66,7 +69,8 @@ func AppendResponse(b []byte, r *Response) []byte {
 // DecodeRequest decodes a request. Where the message is an object with a
 // string response_queue, r.ResponseQueue is set even when err is not nil, so
 // that the caller can answer.
-func DecodeRequest(data []byte) (r Request, err error) {
+func DecodeRequest(msg string) (r Request, err error) {
+	data := stringBytes(msg)
 	var fc []byte
 	err = eachMember(data, true, func(key, value []byte) error {
 		switch string(key) {
@@ -80,9 +84,11 @@ func DecodeRequest(data []byte) (r Request, err error) {
 			return decodeDeadline(value, &r.Deadline)
 		case `"meta"`:
 			if string(value) != "null" {
-				if err := json.Unmarshal(value, &r.Meta); err != nil {
+				var meta map[string]string // not r.Meta, which would put r on the heap
+				if err := json.Unmarshal(value, &meta); err != nil {
 					return fmt.Errorf("%w: meta is not an object of strings", ErrMalformed)
 				}
+				r.Meta = meta
 			}
 		}
 		return nil
@@ -107,8 +113,8 @@ func DecodeRequest(data []byte) (r Request, err error) {
 }
 
 // DecodeResponse decodes a response.
-func DecodeResponse(data []byte) (r Response, err error) {
-	err = eachMember(data, true, func(key, value []byte) error {
+func DecodeResponse(msg string) (r Response, err error) {
+	err = eachMember(stringBytes(msg), true, func(key, value []byte) error {
 		switch string(key) {
 		case `"return_value"`:
 			r.ReturnValue = value
@@ -128,31 +134,34 @@ func DecodeResponse(data []byte) (r Response, err error) {
 
 // ResponseID returns the id of a response cheaply: from the front of the
 // message when it starts as AppendResponse writes it, else by decoding it.
-func ResponseID(data []byte) (string, error) {
+func ResponseID(msg string) (string, error) {
 	const prefix = `{"id":"`
-	if bytes.HasPrefix(data, []byte(prefix)) {
-		rest := data[len(prefix):]
-		for i, c := range rest {
-			if c == '"' {
-				return string(rest[:i]), nil
-			}
-			if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+	if strings.HasPrefix(msg, prefix) {
+		rest := msg[len(prefix):]
+		for i := 0; i < len(rest); i++ {
+			if c := rest[i]; c == '"' {
+				return rest[:i], nil
+			} else if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
 				break
 			}
 		}
 	}
-	r, err := DecodeResponse(data)
+	r, err := DecodeResponse(msg)
 	return r.ID, err
 }
 
 func decodeString(raw []byte, dst *string, name string) error {
 	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
-		*dst = string(raw[1 : len(raw)-1]) // no escapes, valid UTF-8: the bytes are the string
+		// No escapes, valid UTF-8: the bytes are the string, and they are
+		// a decoder's message, which cannot change.
+		*dst = unsafe.String(&raw[1], len(raw)-2)
 		return nil
 	}
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, dst) != nil {
+	var s string // not dst, so that what dst points into stays off the heap
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 		return fmt.Errorf("%w: %s is not a string", ErrMalformed, name)
 	}
+	*dst = s
 	return nil
 }
 
@@ -321,14 +330,15 @@ func SplitArray(data []byte) [][]byte {
 	return out
 }
 
-// StringBytes returns the bytes of s without copying, for the decoders here,
+// stringBytes returns the bytes of s without copying, for the decoders here,
 // which only read them. The result must never be written to.
-func StringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // PeekReply returns the response queue and id of a request without checking
 // or copying the rest, for requests too large to decode. Both are "" where
 // they cannot be read.
-func PeekReply(data []byte) (queue, id string) {
+func PeekReply(msg string) (queue, id string) {
+	data := stringBytes(msg)
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return "", ""

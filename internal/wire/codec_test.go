@@ -23,7 +23,7 @@ var requestSamples = []string{
 // encoding/json on every sample.
 func TestDecodeRequestMatchesEncodingJSON(t *testing.T) {
 	for _, s := range requestSamples {
-		got, err := DecodeRequest([]byte(s))
+		got, err := DecodeRequest(s)
 		if err != nil {
 			t.Errorf("DecodeRequest(%s): %v", s, err)
 			continue
@@ -76,12 +76,12 @@ func TestDecodeRequestRejects(t *testing.T) {
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":"soon"}`,
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","meta":{"a":1}}`,
 	} {
-		if _, err := DecodeRequest([]byte(s)); !errors.Is(err, ErrMalformed) {
+		if _, err := DecodeRequest(s); !errors.Is(err, ErrMalformed) {
 			t.Errorf("DecodeRequest(%q): got %v, want ErrMalformed", s, err)
 		}
 	}
 	// The response queue is known even when the rest is bad, so the server can answer.
-	r, err := DecodeRequest([]byte(`{"response_queue":"q:rpc:a","function_call":{"name":7}}`))
+	r, err := DecodeRequest(`{"response_queue":"q:rpc:a","function_call":{"name":7}}`)
 	if err == nil || r.ResponseQueue != "q:rpc:a" {
 		t.Errorf("got %q, %v; want the response queue and an error", r.ResponseQueue, err)
 	}
@@ -96,7 +96,7 @@ func TestRequestRoundTrip(t *testing.T) {
 	if !json.Valid(b) {
 		t.Fatalf("AppendRequest wrote invalid JSON: %s", b)
 	}
-	out, err := DecodeRequest(b)
+	out, err := DecodeRequest(string(b))
 	if err != nil || !sameRequest(in, out) {
 		t.Errorf("round trip of %s: got %+v, %v", b, out, err)
 	}
@@ -115,17 +115,17 @@ func TestResponseRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(b, &std); err != nil {
 			t.Fatalf("AppendResponse wrote invalid JSON %s: %v", b, err)
 		}
-		out, err := DecodeResponse(b)
+		out, err := DecodeResponse(string(b))
 		if err != nil || out.ID != in.ID || out.Code != in.Code || compact(out.ReturnValue) != compact(in.ReturnValue) ||
 			compact(out.Exception) != compact(in.Exception) || std.ID != in.ID {
 			t.Errorf("round trip of %s: got %+v, %v", b, out, err)
 		}
-		id, err := ResponseID(b)
+		id, err := ResponseID(string(b))
 		if err != nil || id != in.ID {
 			t.Errorf("ResponseID(%s): got %q, %v; want %q", b, id, err, in.ID)
 		}
 	}
-	if id, err := ResponseID([]byte(`{"return_value":1,"backtrace":["x"],"id":"zz"}`)); err != nil || id != "zz" {
+	if id, err := ResponseID(`{"return_value":1,"backtrace":["x"],"id":"zz"}`); err != nil || id != "zz" {
 		t.Errorf("ResponseID of a reordered response: got %q, %v; want zz", id, err)
 	}
 }
@@ -149,7 +149,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := DecodeRequest(data)
+		r, err := DecodeRequest(string(data))
 		if err != nil {
 			return
 		}
@@ -160,7 +160,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		if !json.Valid(b) {
 			t.Fatalf("AppendRequest wrote invalid JSON %q", b)
 		}
-		again, err := DecodeRequest(b)
+		again, err := DecodeRequest(string(b))
 		if err != nil || !sameRequest(r, again) {
 			t.Fatalf("round trip of %q: got %+v, %v; want %+v", b, again, err, r)
 		}
@@ -170,7 +170,7 @@ func FuzzDecodeRequest(f *testing.F) {
 // TestPeekReplyReadsInPlace: a request over the size limit is answered from
 // its envelope without copying the message.
 func TestPeekReplyReadsInPlace(t *testing.T) {
-	big := []byte(`{"id":"9","function_call":{"name":"f","args":["` + strings.Repeat("x", 10<<20) + `"]},"response_queue":"q:rpc:a"}`)
+	big := `{"id":"9","function_call":{"name":"f","args":["` + strings.Repeat("x", 10<<20) + `"]},"response_queue":"q:rpc:a"}`
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	queue, id := PeekReply(big)
@@ -182,9 +182,9 @@ func TestPeekReplyReadsInPlace(t *testing.T) {
 		t.Errorf("PeekReply of 10 MiB allocated %d bytes, want far less than the message (no copy)", n)
 	}
 	for _, s := range []string{``, `{`, `{"response_queue"`, `{"response_queue":`, `{"a":[1,{"b":"}"}],"response_queue":"q:rpc:b"}`, `[1]`} {
-		PeekReply([]byte(s)) // must not panic
+		PeekReply(s) // must not panic
 	}
-	if q, _ := PeekReply([]byte(`{"a":[1,{"b":"}"}],"response_queue":"q:rpc:b"}`)); q != "q:rpc:b" {
+	if q, _ := PeekReply(`{"a":[1,{"b":"}"}],"response_queue":"q:rpc:b"}`); q != "q:rpc:b" {
 		t.Errorf("PeekReply past nested members: got %q, want q:rpc:b", q)
 	}
 }
@@ -194,7 +194,7 @@ func FuzzPeekReply(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		PeekReply(data) // must not panic or loop on any input
+		PeekReply(string(data)) // must not panic or loop on any input
 	})
 }
 
@@ -213,10 +213,10 @@ func FuzzValid(f *testing.F) {
 		if json.Valid(data) {
 			return
 		}
-		if _, err := DecodeRequest(data); err == nil {
+		if _, err := DecodeRequest(string(data)); err == nil {
 			t.Fatalf("DecodeRequest(%q) accepted what is not JSON", data)
 		}
-		if _, err := DecodeResponse(data); err == nil {
+		if _, err := DecodeResponse(string(data)); err == nil {
 			t.Fatalf("DecodeResponse(%q) accepted what is not JSON", data)
 		}
 	})
@@ -225,7 +225,7 @@ func FuzzValid(f *testing.F) {
 // BenchmarkDecodeRequest decodes a typical request: what a server does per call
 // before the handler's own argument decoding.
 func BenchmarkDecodeRequest(b *testing.B) {
-	msg := []byte(`{"function_call":{"name":"echo","args":[{"id":7,"data":"0123456789012345678901234567890123456789"}]},"response_queue":"bench:rpc:K3P0Q9ZX2M7B4N6V8C1D","id":"1f3","deadline":1764050000000}`)
+	msg := `{"function_call":{"name":"echo","args":[{"id":7,"data":"0123456789012345678901234567890123456789"}]},"response_queue":"bench:rpc:K3P0Q9ZX2M7B4N6V8C1D","id":"1f3","deadline":1764050000000}`
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	for b.Loop() {
