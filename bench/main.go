@@ -80,13 +80,26 @@ func main() {
 	}
 }
 
-// result is what a client process prints.
+// result is what a client process prints, and the CPU time per call that
+// the driver adds for each process: client, server and broker.
 type result struct {
-	Calls  int     `json:"calls"`
-	Secs   float64 `json:"secs"`
-	P50us  float64 `json:"p50_us"`
-	P99us  float64 `json:"p99_us"`
-	Errors int     `json:"errors"`
+	Calls    int     `json:"calls"`
+	Secs     float64 `json:"secs"`
+	P50us    float64 `json:"p50_us"`
+	P99us    float64 `json:"p99_us"`
+	Errors   int     `json:"errors"`
+	AllCalls int     `json:"all_calls"` // warm-up included
+	ClientUs float64 `json:"client_cpu_us"`
+
+	ServerUs, BrokerUs float64 // 0 where unknown
+}
+
+// cpuUs returns the CPU time per call of every process, 0 where unknown.
+func (r result) cpuUs() float64 {
+	if r.ServerUs == 0 || r.BrokerUs == 0 {
+		return 0
+	}
+	return r.ClientUs + r.ServerUs + r.BrokerUs
 }
 
 func (r result) rate() float64 { return float64(r.Calls) / r.Secs }
@@ -122,12 +135,13 @@ func drive(args []string) error {
 		return err
 	}
 
-	natsAddr, stopNATS, err := start(self, "broker", "nats")
+	natsAddr, natsPid, stopNATS, err := start(self, "broker", "nats")
 	if err != nil {
 		return err
 	}
 	defer stopNATS()
 	var redisAddr string
+	redisPid := 0 // unknown: a cluster, or REDIS_URL
 	if *cluster > 0 {
 		cl, err := localredis.StartCluster(*cluster, 0)
 		if err != nil {
@@ -138,12 +152,13 @@ func drive(args []string) error {
 		os.Setenv("BENCH_CLUSTER", "1")
 	} else {
 		var stopRedis func()
-		if redisAddr, stopRedis, err = startRedis(); err != nil {
+		if redisAddr, redisPid, stopRedis, err = startRedis(); err != nil {
 			return err
 		}
 		defer stopRedis()
 	}
 	addr := map[string]string{"nats": natsAddr, "redisrpc": redisAddr, "redisrpc-sharded": redisAddr, "blocking-pop": redisAddr}
+	brokerPid := map[string]int{"nats": natsPid, "redisrpc": redisPid, "redisrpc-sharded": redisPid, "blocking-pop": redisPid}
 
 	runs := map[string][]result{} // system/callers -> results
 	for round := range *rounds {
@@ -153,7 +168,7 @@ func drive(args []string) error {
 				slices.Reverse(order)
 			}
 			for _, sys := range order {
-				r, err := runOnce(self, sys, addr[sys], n, *size, *duration)
+				r, err := runOnce(self, sys, addr[sys], brokerPid[sys], n, *size, *duration)
 				if err != nil {
 					return fmt.Errorf("%s with %d callers: %w", sys, n, err)
 				}
@@ -169,8 +184,8 @@ func drive(args []string) error {
 		where = fmt.Sprintf("a cluster of %d masters, redisrpc-sharded with %d shards", *cluster, *shards)
 	}
 	fmt.Printf("\n%d rounds of %v per run, payload ~%d B, GOMAXPROCS %d, %s, %s\n\n", *rounds, *duration, *size, runtime.GOMAXPROCS(0), where, time.Now().Format("2006-01-02"))
-	fmt.Println("| callers | system | calls/s | vs nats | p50 us | p99 us |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| callers | system | calls/s | vs nats | p50 us | p99 us | CPU us/call: client + server + broker |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, n := range callers {
 		base := median(runs[fmt.Sprintf("nats/%d", n)], result.rate)
 		for _, sys := range systems {
@@ -180,8 +195,13 @@ func drive(args []string) error {
 			if base > 0 {
 				ratio = fmt.Sprintf("%.2fx", rate/base)
 			}
-			fmt.Printf("| %d | %s | %.0f | %s | %.0f | %.0f |\n", n, sys, rate, ratio,
-				median(rs, func(r result) float64 { return r.P50us }), median(rs, func(r result) float64 { return r.P99us }))
+			cpu := "-"
+			if total := median(rs, result.cpuUs); total > 0 {
+				cpu = fmt.Sprintf("%.1f + %.1f + %.1f = %.1f", median(rs, func(r result) float64 { return r.ClientUs }),
+					median(rs, func(r result) float64 { return r.ServerUs }), median(rs, func(r result) float64 { return r.BrokerUs }), total)
+			}
+			fmt.Printf("| %d | %s | %.0f | %s | %.0f | %.0f | %s |\n", n, sys, rate, ratio,
+				median(rs, func(r result) float64 { return r.P50us }), median(rs, func(r result) float64 { return r.P99us }), cpu)
 		}
 	}
 	return nil
@@ -200,8 +220,9 @@ func median(rs []result, f func(result) float64) float64 {
 }
 
 // runOnce starts a server process for sys, runs a client process against it and
-// stops the server.
-func runOnce(self, sys, addr string, callers, size int, d time.Duration) (result, error) {
+// stops the server. It charges the CPU time the server and the broker (brokerPid,
+// 0 if unknown) spend while the client runs to the client's calls.
+func runOnce(self, sys, addr string, brokerPid, callers, size int, d time.Duration) (result, error) {
 	var r result
 	srv := exec.Command(self, "serve", sys, addr)
 	srv.Stderr = os.Stderr
@@ -221,11 +242,44 @@ func runOnce(self, sys, addr string, callers, size int, d time.Duration) (result
 	}
 	cl := exec.Command(self, "client", sys, addr, strconv.Itoa(callers), strconv.Itoa(size), d.String())
 	cl.Stderr = os.Stderr
+	server0, broker0 := cpuTime(srv.Process.Pid), cpuTime(brokerPid)
 	b, err := cl.Output()
 	if err != nil {
 		return r, fmt.Errorf("client: %w", err)
 	}
-	return r, json.Unmarshal(b, &r)
+	server1, broker1 := cpuTime(srv.Process.Pid), cpuTime(brokerPid)
+	if err := json.Unmarshal(b, &r); err != nil || r.AllCalls == 0 {
+		return r, err
+	}
+	perCall := func(t0, t1 time.Duration) float64 {
+		if t0 < 0 || t1 < 0 {
+			return 0
+		}
+		return float64((t1 - t0).Microseconds()) / float64(r.AllCalls)
+	}
+	r.ServerUs, r.BrokerUs = perCall(server0, server1), perCall(broker0, broker1)
+	return r, nil
+}
+
+// cpuTime returns the user and system time process pid has used, from
+// /proc/<pid>/stat, or -1 where it cannot be read.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if pid == 0 || err != nil {
+		return -1
+	}
+	// Fields after the command, which is in parentheses and may hold spaces:
+	// utime and stime are the 12th and 13th, in clock ticks of 1/100 s.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(u+s) * 10 * time.Millisecond
 }
 
 // readLine reads the first line a child process prints.
@@ -235,50 +289,52 @@ func readLine(r io.Reader) (string, error) {
 }
 
 // start runs this binary with args and waits for the address it prints.
-func start(self string, args ...string) (string, func(), error) {
+func start(self string, args ...string) (string, int, func(), error) {
 	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
 	addr, err := readLine(out)
 	if err != nil {
 		stop()
-		return "", nil, err
+		return "", 0, nil, err
 	}
-	return addr, stop, nil
+	return addr, cmd.Process.Pid, stop, nil
 }
 
-func startRedis() (string, func(), error) {
+// startRedis starts a redis-server and returns its URL and pid, or REDIS_URL
+// and 0.
+func startRedis() (string, int, func(), error) {
 	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u, func() {}, nil
+		return u, 0, func() {}, nil
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("starting redis-server (is it on PATH?): %w", err)
+		return "", 0, nil, fmt.Errorf("starting redis-server (is it on PATH?): %w", err)
 	}
 	stop := func() { cmd.Process.Kill(); cmd.Wait() }
 	url := fmt.Sprintf("redis://127.0.0.1:%d", port)
 	for range 100 {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			c.Close()
-			return url, stop, nil
+			return url, cmd.Process.Pid, stop, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	stop()
-	return "", nil, errors.New("redis-server did not start")
+	return "", 0, nil, errors.New("redis-server did not start")
 }
 
 // broker runs an embedded nats-server until terminated.
@@ -438,6 +494,7 @@ func client(args []string) error {
 		mu        sync.Mutex
 		lat       []time.Duration
 		errs      atomic.Int64
+		all       atomic.Int64 // calls that succeeded, warm-up included
 		wg        sync.WaitGroup
 	)
 	for range callers {
@@ -449,6 +506,9 @@ func client(args []string) error {
 				err := call(ctx)
 				el := time.Since(t0)
 				cancel()
+				if err == nil {
+					all.Add(1)
+				}
 				if !measuring.Load() {
 					continue
 				}
@@ -472,7 +532,13 @@ func client(args []string) error {
 	stop.Store(true)
 	wg.Wait()
 	slices.Sort(lat)
-	r := result{Calls: len(lat), Secs: secs, Errors: int(errs.Load())}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
+	r := result{Calls: len(lat), Secs: secs, Errors: int(errs.Load()), AllCalls: int(all.Load())}
+	if r.AllCalls > 0 {
+		r.ClientUs = float64(cpu.Microseconds()) / float64(r.AllCalls)
+	}
 	if len(lat) > 0 {
 		r.P50us = float64(lat[len(lat)/2].Microseconds())
 		r.P99us = float64(lat[len(lat)*99/100].Microseconds())
