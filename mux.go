@@ -193,9 +193,9 @@ func (m *Mux) loop(ctx context.Context, list, share int) error {
 		}
 		// Never cancel a pop: what Redis popped would be lost. pollInterval
 		// brings it back; the extra time covers a slow or vanished server.
-		popCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pollInterval+10*time.Second)
+		popCtx := deadline.New(context.WithoutCancel(ctx), time.Now().Add(pollInterval+10*time.Second))
 		msgs, err := m.source.Pop(popCtx, list, pollInterval, n)
-		cancel()
+		popCtx.Stop()
 		m.release(n - len(msgs))
 		if err != nil {
 			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)

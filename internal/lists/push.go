@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/deadline"
 )
 
 // Item is one message for the list Key. ID lets the error callback tell whose
@@ -132,8 +134,9 @@ func (p *Pusher) write(batch []Item) {
 			cmds = append(cmds, p.rc.B().Expire().Key(k).Seconds(p.ttl).Build())
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
+	// Most batches go out with no timer: see package deadline.
+	ctx := deadline.New(context.Background(), time.Now().Add(writeTimeout))
+	defer ctx.Stop()
 	res := p.rc.DoMulti(ctx, cmds...)
 	step := 1
 	if p.ttl > 0 {
