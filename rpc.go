@@ -486,6 +486,7 @@ func (c *Client) failAll(err error) {
 // timed out with no call pending.
 func (c *Client) receive() {
 	defer c.wg.Done()
+	var claimed []chan result // the calls of msgs, by index; nil where none
 	for {
 		msgs, err := c.popper.Pop(c.ctx, c.replyKey, pollInterval, maxBatch)
 		c.mu.Lock()
@@ -500,8 +501,9 @@ func (c *Client) receive() {
 			c.opts.logger.Error("redisrpc: receiving responses", "queue", c.replyKey, "err", err)
 			c.failAll(fmt.Errorf("receiving the response: %w", err))
 		}
+		claimed = claimed[:0]
 		for _, msg := range msgs {
-			c.deliver(msg)
+			claimed = append(claimed, c.claim(msg))
 		}
 		if len(msgs) == 0 && len(c.pending) == 0 {
 			c.receiving--
@@ -509,6 +511,13 @@ func (c *Client) receive() {
 			return
 		}
 		c.mu.Unlock()
+		// Waking the callers outside c.mu keeps new calls from waiting on it.
+		for i, ch := range claimed {
+			if ch != nil {
+				ch <- result{raw: msgs[i]}
+			}
+		}
+		clear(claimed)  // hold no finished call's channel while waiting
 		if err != nil { // Redis is failing: do not spin while calls keep coming
 			select {
 			case <-time.After(50 * time.Millisecond):
@@ -518,25 +527,27 @@ func (c *Client) receive() {
 	}
 }
 
-// deliver hands one response to its call, which decodes it. c.mu must be held.
-func (c *Client) deliver(msg string) {
+// claim takes the call msg answers off the pending ones and returns its
+// channel, on which only the caller of claim may then send; nil if there is
+// none. c.mu must be held.
+func (c *Client) claim(msg string) chan result {
 	id, err := wire.ResponseID(msg)
 	if err != nil {
 		c.opts.logger.Warn("redisrpc: dropped a malformed response", "queue", c.replyKey, "err", err, "message", clip(msg))
-		return
+		return nil
 	}
 	if id == "" {
 		c.opts.logger.Error("redisrpc: response without id; calling a classic server needs WithClassicServer", "queue", c.replyKey)
 		c.failAll(ErrClassicServer)
-		return
+		return nil
 	}
 	ch, ok := c.pending[id]
 	if !ok {
 		c.opts.logger.Debug("redisrpc: dropped a response nobody waits for", "queue", c.replyKey, "id", id)
-		return
+		return nil
 	}
 	delete(c.pending, id)
-	ch <- result{raw: msg}
+	return ch
 }
 
 type metaKey struct{}
