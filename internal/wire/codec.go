@@ -278,7 +278,10 @@ func skipValue(data []byte, i int) int {
 	for ; i < len(data); i++ {
 		switch c := data[i]; c {
 		case '"':
-			for i++; i < len(data) && data[i] != '"'; i++ {
+			for i++; i < len(data); i++ {
+				if i = skipPlain(data, i); i >= len(data) || data[i] == '"' {
+					break
+				}
 				if data[i] == '\\' {
 					i++
 				}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"runtime"
 	"strings"
@@ -198,6 +199,36 @@ func FuzzPeekReply(f *testing.F) {
 	})
 }
 
+// TestLongStrings puts each byte that matters to a string at every offset
+// of strings long enough to be scanned eight bytes at a time, and holds the
+// scanner, the skipper and the decoder to encoding/json.
+func TestLongStrings(t *testing.T) {
+	for _, special := range []string{`"`, `\\`, `\"`, `\u00e9`, `\x`, "\n", "\x00", "\x1f", "\x7f", "\xff", "é", " ", "\\"} {
+		for n := 0; n < 40; n++ {
+			for at := 0; at <= n; at++ {
+				body := strings.Repeat("a", at) + special + strings.Repeat("b", n-at)
+				doc := `{"response_queue":"q:rpc:a","function_call":{"name":"f","args":["` + body + `",1]}}`
+				if got, want := valid([]byte(doc)), json.Valid([]byte(doc)); got != want {
+					t.Fatalf("valid(%q) = %v, json.Valid says %v", doc, got, want)
+				}
+				if !json.Valid([]byte(doc)) {
+					continue
+				}
+				r, err := DecodeRequest(doc)
+				if err != nil {
+					t.Fatalf("DecodeRequest(%q): %v", doc, err)
+				}
+				if want := viaEncodingJSON(t, doc); !sameRequest(r, want) {
+					t.Fatalf("DecodeRequest(%q):\n got %+v\nwant %+v", doc, r, want)
+				}
+				if parts := SplitArray(r.FunctionCall.Args); len(parts) != 2 || string(parts[1]) != "1" {
+					t.Fatalf("SplitArray(%s): got %q, want 2 elements, the last 1", r.FunctionCall.Args, parts)
+				}
+			}
+		}
+	}
+}
+
 // FuzzValid holds the scanner to encoding/json's Valid on every input.
 func FuzzValid(f *testing.F) {
 	for _, s := range append(requestSamples, ``, ` `, `1`, `-0.5e+7`, `01`, `1.`, `.5`, `-`, `1e`, `"\u00e9"`, `"\u00g9"`, `"a\tb"`,
@@ -222,15 +253,23 @@ func FuzzValid(f *testing.F) {
 	})
 }
 
-// BenchmarkDecodeRequest decodes a typical request: what a server does per call
-// before the handler's own argument decoding.
+// BenchmarkDecodeRequest decodes typical requests and splits their arguments:
+// what a server does per call before the handler's own argument decoding.
 func BenchmarkDecodeRequest(b *testing.B) {
-	msg := `{"function_call":{"name":"echo","args":[{"id":7,"data":"0123456789012345678901234567890123456789"}]},"response_queue":"bench:rpc:K3P0Q9ZX2M7B4N6V8C1D","id":"1f3","deadline":1764050000000}`
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DecodeRequest(msg); err != nil {
-			b.Fatal(err)
-		}
+	for _, size := range []int{40, 64 << 10} {
+		msg := `{"function_call":{"name":"echo","args":[{"id":7,"data":"` + strings.Repeat("x", size) + `"}]},"response_queue":"bench:rpc:K3P0Q9ZX2M7B4N6V8C1D","id":"1f3","deadline":1764050000000}`
+		b.Run(fmt.Sprintf("data=%d", size), func(b *testing.B) {
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := DecodeRequest(msg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := r.FunctionCall.ArgsJSON(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -1,5 +1,7 @@
 package wire
 
+import "encoding/binary"
+
 // A validating scanner, so that decoding an envelope checks and slices it in
 // one pass. It accepts exactly what encoding/json's Valid accepts (a fuzz
 // test holds it to that), including its nesting limit.
@@ -107,6 +109,9 @@ func scanArray(data []byte, i, depth int) (int, bool) {
 // encoding/json, it does not check UTF-8.
 func scanString(data []byte, i int) (int, bool) {
 	for i++; i < len(data); i++ {
+		if i = skipPlain(data, i); i >= len(data) {
+			break
+		}
 		switch c := data[i]; {
 		case c == '"':
 			return i + 1, true
@@ -182,4 +187,27 @@ func scanLiteral(data []byte, i int, lit string) (int, bool) {
 		return i + len(lit), true
 	}
 	return i, false
+}
+
+// skipPlain returns the index of the first byte from i on that ends or escapes
+// a string, or may not appear in one: '"', '\\' or a control character. It
+// tests eight bytes at a time, so that long strings, a large request's usual
+// bulk, cost little to cross.
+func skipPlain(data []byte, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(data); i += 8 {
+		x := binary.LittleEndian.Uint64(data[i:])
+		// Each term has a byte's high bit set where some byte is, in turn,
+		// '"', '\\' or below 0x20 (zero after XOR, or less than 0x20).
+		q, b := x^(ones*'"'), x^(ones*'\\')
+		if ((q-ones)&^q|(b-ones)&^b|(x-ones*0x20)&^x)&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(data); i++ {
+		if c := data[i]; c == '"' || c == '\\' || c < 0x20 {
+			return i
+		}
+	}
+	return i
 }
