@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,9 @@ func (m *Mux) loop(ctx context.Context, list, share int) error {
 				go m.worker(m.work, msg)
 			}
 		}
+		// Let the workers just handed requests start before this loop goes
+		// back to Redis, where another pop waits already (Source.Loops).
+		runtime.Gosched()
 	}
 }
 

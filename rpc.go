@@ -103,6 +103,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -517,7 +518,12 @@ func (c *Client) receive() {
 				ch <- result{raw: msgs[i]}
 			}
 		}
-		clear(claimed)  // hold no finished call's channel while waiting
+		clear(claimed) // hold no finished call's channel while waiting
+		if len(msgs) > 0 {
+			// Let the callers just woken run before this goroutine goes back to
+			// Redis; the other receiver is waiting there already.
+			runtime.Gosched()
+		}
 		if err != nil { // Redis is failing: do not spin while calls keep coming
 			select {
 			case <-time.After(50 * time.Millisecond):
