@@ -217,7 +217,8 @@ func (m *Mux) loop(ctx context.Context, list, share int) error {
 			}
 		}
 		// Let the workers just handed requests start before this loop goes
-		// back to Redis, where another pop waits already (Source.Loops).
+		// back to Redis; on a single list another pop waits there already
+		// (Source.Loops), and on shards the delay is a goroutine switch.
 		runtime.Gosched()
 	}
 }
