@@ -2,7 +2,7 @@
 // broker, the server and the client each run in a process of their own, the
 // systems alternate within each round, and the table shows medians over rounds.
 //
-//	cd bench && go run . [-rounds 3] [-duration 5s] [-callers 1,16,256]
+//	cd bench && go run . [-rounds 5] [-duration 5s] [-callers 1,16,256]
 //
 // It needs redis-server on PATH; NATS runs embedded in a child process. With
 // -cluster N, Redis is a cluster of N masters (redis-cli on PATH too). The
@@ -106,7 +106,7 @@ func (r result) rate() float64 { return float64(r.Calls) / r.Secs }
 
 func drive(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	rounds := fs.Int("rounds", 3, "rounds; each runs every system once per caller count")
+	rounds := fs.Int("rounds", 5, "rounds; each runs every system once per caller count")
 	duration := fs.Duration("duration", 5*time.Second, "measured time per run, after 1s of warm-up")
 	callersFlag := fs.String("callers", "1,16,256", "concurrent callers")
 	size := fs.Int("size", 64, "approximate JSON size of a request")
