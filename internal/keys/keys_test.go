@@ -1,0 +1,96 @@
+package keys
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+func TestSlot(t *testing.T) {
+	// Values from Redis' CLUSTER KEYSLOT and its cluster specification.
+	for key, want := range map[string]int{
+		"123456789": 0x31C3 % Slots, "foo": 12182, "bar": 5061, "{user1000}.following": 3443,
+		"{user1000}.followers": 3443, "foo{}{bar}": Slot("foo{}{bar}"), "{}x": Slot("{}x"),
+	} {
+		if got := Slot(key); got != want {
+			t.Errorf("Slot(%q) = %d, want %d", key, got, want)
+		}
+	}
+	if Slot("foo{}{bar}") == Slot("bar") {
+		t.Error("an empty hash tag must not be used")
+	}
+	if Slot("foo{{bar}}") != Slot("{bar") {
+		t.Error("the tag runs from the first { to the first } after it")
+	}
+}
+
+// oddNames are queue names whose braces trip naive hash-tag handling.
+var oddNames = []string{
+	"calc", "{calc}", "orders:{eu}", "app:{tenant1}:jobs", "a}b", "calc}", "jobs{}", "}", "{", "{}",
+	"}{", "{{x}}", "x{y", "}{x}", "{}{x}", "a{b}c{d}", "a{}b}c", "über}",
+}
+
+// TestTag: every key that starts with Tag(name) hashes to name's slot, for
+// every name, as multi-key commands on a cluster need.
+func TestTag(t *testing.T) {
+	names := append([]string(nil), oddNames...)
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		var b strings.Builder
+		for range 1 + r.IntN(8) {
+			b.WriteByte("ab{}:#"[r.IntN(6)])
+		}
+		names = append(names, b.String())
+	}
+	for _, name := range names {
+		tag := Tag(name)
+		for _, suffix := range []string{"", ":processing:X", "}", "{z}", ":wake:Q"} {
+			if Slot(tag+suffix) != Slot(name) {
+				t.Fatalf("Slot(Tag(%q)+%q) = Slot(%q) = %d, want Slot(%q) = %d", name, suffix, tag+suffix, Slot(tag+suffix), name, Slot(name))
+			}
+		}
+	}
+}
+
+// TestShards: n names, starting with the queue, each in another n-th of the
+// slot space, for every name and every n, and the same on every call.
+func TestShards(t *testing.T) {
+	for _, queue := range oddNames {
+		for _, n := range []int{1, 2, 3, 4, 8, 64} {
+			names := Shards(queue, n)
+			if len(names) != n || names[0] != queue {
+				t.Fatalf("Shards(%q, %d) = %q, want %d names starting with the queue", queue, n, names, n)
+			}
+			parts := map[int]string{}
+			seen := map[string]bool{}
+			for _, name := range names {
+				p := Slot(name) * n / Slots
+				if other, dup := parts[p]; dup {
+					t.Errorf("Shards(%q, %d): %q and %q share part %d of the slot space", queue, n, name, other, p)
+				}
+				parts[p] = name
+				if seen[name] {
+					t.Errorf("Shards(%q, %d): %q twice", queue, n, name)
+				}
+				seen[name] = true
+				if name != queue && (hashed(name) == name || Tag(name) != name) {
+					t.Errorf("Shards(%q, %d): shard %q has no hash tag of its own", queue, n, name)
+				}
+			}
+			if again := Shards(queue, n); strings.Join(again, "\n") != strings.Join(names, "\n") {
+				t.Errorf("Shards(%q, %d) differs between calls: %q then %q", queue, n, names, again)
+			}
+		}
+	}
+	// Names of earlier releases, which running services use, do not change.
+	for queue, want := range map[string]string{"calc": `"calc" "{calc#1.2}" "{calc#2.1}"`, "x{y": `"x{y" "{x{y#1.3}" "{x{y#2.1}" "{x{y#3.3}"`} {
+		n := strings.Count(want, " ") + 1
+		if got := fmt.Sprintf("%q", Shards(queue, n)); got != "["+want+"]" {
+			t.Errorf("Shards(%q, %d) = %s, want [%s] as before", queue, n, got, want)
+		}
+	}
+	if got := Shards("calc", MaxShards+10); len(got) != MaxShards {
+		t.Errorf("Shards(calc, MaxShards+10) has %d names, want %d", len(got), MaxShards)
+	}
+}
