@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -165,21 +166,44 @@ func decodeString(raw []byte, dst *string, name string) error {
 	return nil
 }
 
+// MaxDeadline is the latest deadline a request may carry, in Unix
+// milliseconds: 2^53-1, the largest integer every JSON decoder reads exactly
+// (a day in the year 287396).
+const MaxDeadline = 1<<53 - 1
+
+// decodeDeadline reads a deadline: null for none, else a number of Unix
+// milliseconds from 1 to MaxDeadline, whose fraction is dropped. Anything
+// else, zero and negative numbers included, is malformed, so that a request
+// is never run with no deadline, or dropped as late, by mistake.
 func decodeDeadline(raw []byte, dst *int64) error {
 	if string(raw) == "null" {
 		return nil
 	}
-	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-		*dst = n
-		return nil
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		var f float64 // 1.764e12 is a number too
+		if json.Unmarshal(raw, &f) != nil || f < 1 || f > MaxDeadline {
+			return errBadDeadline
+		}
+		n = int64(f)
 	}
-	var f float64 // 1.764e12 is a number too
-	if err := json.Unmarshal(raw, &f); err != nil || f < 0 || f > 1<<62 {
-		return fmt.Errorf("%w: deadline is not a time in milliseconds", ErrMalformed)
+	if n < 1 || n > MaxDeadline {
+		return errBadDeadline
 	}
-	*dst = int64(f)
+	*dst = n
 	return nil
 }
+
+// Deadline returns t as a request's deadline: Unix milliseconds, at least 1
+// and at most MaxDeadline.
+func Deadline(t time.Time) int64 {
+	if t.After(time.UnixMilli(MaxDeadline)) {
+		return MaxDeadline
+	}
+	return max(t.UnixMilli(), 1)
+}
+
+var errBadDeadline = fmt.Errorf("%w: deadline is not a time in Unix milliseconds from 1 to 2^53-1", ErrMalformed)
 
 // appendString appends s as a JSON string.
 func appendString(b []byte, s string) []byte {

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 var requestSamples = []string{
@@ -75,6 +76,13 @@ func TestDecodeRequestRejects(t *testing.T) {
 		`{"function_call":[],"response_queue":"q:rpc:a"}`,
 		`{"function_call":{"name":"f"},"response_queue":5}`,
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":"soon"}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":-5}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":-5.5}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":0}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":0.5}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":9007199254740992}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":1e300}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":true}`,
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","meta":{"a":1}}`,
 	} {
 		if _, err := DecodeRequest(s); !errors.Is(err, ErrMalformed) {
@@ -85,6 +93,35 @@ func TestDecodeRequestRejects(t *testing.T) {
 	r, err := DecodeRequest(`{"response_queue":"q:rpc:a","function_call":{"name":7}}`)
 	if err == nil || r.ResponseQueue != "q:rpc:a" {
 		t.Errorf("got %q, %v; want the response queue and an error", r.ResponseQueue, err)
+	}
+}
+
+// TestDeadlines: the edges of the deadline rule.
+func TestDeadlines(t *testing.T) {
+	for raw, want := range map[string]int64{
+		"null": 0, "1": 1, "1764050000000": 1764050000000, "1764050000000.9": 1764050000000,
+		"1.764e12": 1764000000000, "1.5": 1, "9007199254740991": MaxDeadline,
+	} {
+		r, err := DecodeRequest(`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":` + raw + `}`)
+		if err != nil || r.Deadline != want {
+			t.Errorf("deadline %s: got %d, %v; want %d, nil", raw, r.Deadline, err, want)
+		}
+	}
+}
+
+func TestDeadlineOfTime(t *testing.T) {
+	for _, tt := range []struct {
+		in   time.Time
+		want int64
+	}{
+		{time.UnixMilli(1764050000000), 1764050000000},
+		{time.Unix(1<<62, 0), MaxDeadline}, // past what UnixMilli holds
+		{time.UnixMilli(MaxDeadline + 1), MaxDeadline},
+		{time.Unix(-5, 0), 1},
+	} {
+		if got := Deadline(tt.in); got != tt.want {
+			t.Errorf("Deadline(%v) = %d, want %d", tt.in, got, tt.want)
+		}
 	}
 }
 

@@ -121,3 +121,12 @@ func isEmptyObject(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	return len(raw) >= 2 && raw[0] == '{' && len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
 }
+
+// The codes of the protocol.
+const (
+	CodeInvalidArgument  = "invalid_argument"
+	CodeNotFound         = "not_found"
+	CodeDeadlineExceeded = "deadline_exceeded"
+	CodeInternal         = "internal"
+	CodeUnavailable      = "unavailable"
+)
