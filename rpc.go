@@ -55,9 +55,11 @@
 // blocking connection while it waits.
 //
 // Pops use BLMPOP with a count on Redis 7 and BLPOP followed by LPOP with a
-// count elsewhere. They are never cancelled, since a cancelled pop can lose
-// what Redis popped: they wait at most a second, which bounds how long Close
-// and Shutdown take to notice.
+// count elsewhere, and wait at most a second. A stopping server ends its own
+// waiting pops at once without losing what they take: at most once, each pop
+// also waits on a list of the server's own, where Shutdown pushes a token; at
+// least once, the pop is cancelled, and what it moved stays in the server's
+// processing list, which is given back.
 //
 // # Delivery
 //
@@ -66,34 +68,50 @@
 // once and is never duplicated. It is lost, and its caller gets its deadline
 // error, if the server dies between taking it and pushing the response, or if
 // Redis loses it. A request whose deadline passed before a server took it is not
-// run. Shutdown finishes the requests taken; the rest stay queued.
+// run.
 //
 // At least once (WithAtLeastOnce on the Mux): a server moves each request
 // atomically from the queue to a processing list of its own and removes it only
-// after the response is pushed. Each server renews a heartbeat key; when one
-// expires (WithHeartbeat, 10s by default) any live server in this mode on the
-// queue puts that server's requests back at the head of the queue, oldest first.
-// A request is then lost only if Redis loses it. It may run more than once: when
-// a server dies after its handler ran but before the response was pushed, when
-// removing it from the processing list fails, or when a server stalls for longer
-// than the heartbeat while its requests are given to others. Handlers must be
-// idempotent in this mode. A Client delivers one response to a call and drops
-// any other for it; requests found past their deadline are dropped, not re-run.
-// Classic clients get the same guarantee, which lives in the server.
+// after the response is pushed. Every server holds a lease on the queue,
+// renewed every third of WithHeartbeat (10s by default); when a lease runs
+// out, the other servers put that server's requests back at the head of the
+// queue, oldest first, and go on doing so for ten seconds more, for requests
+// that a pop it sent before it stalled still moves there. A server also gives
+// back requests of its own processing list that nothing of it has held for
+// five seconds, a pop's longest, checked at every beat: those whose pop reply
+// was lost, whose response Redis refused, or whose removal failed. A request is then
+// lost only if Redis loses it. It may run more than once: when a server dies
+// after its handler ran but before the response was pushed, when a response
+// or its removal fails, or when a server stalls for longer than the heartbeat
+// while its requests are given to others. Handlers must be idempotent in this
+// mode. A Client delivers one response to a call and drops any other for it;
+// requests found past their deadline are dropped, not re-run. Classic clients
+// get the same guarantee, which lives in the server.
 //
-// Keys: the queue and, in at-least-once mode, {queue}:processing:<server>,
-// {queue}:alive:<server> (with a TTL) and {queue}:servers live as long as they
-// hold something; response lists expire (WithResponseTTL). Every key a Mux uses
-// besides response lists shares the queue's hash slot, for Redis Cluster.
+// Stopping: requests a stopping server has taken but not started go back to
+// the head of the queue in both modes, never run and never failed. Handlers
+// cut off by a hard stop (Serve's context ending, or Shutdown's) that fail
+// answer CodeUnavailable at most once; at least once their requests go back
+// to the queue. A handler that calls runtime.Goexit answers CodeInternal.
+//
+// Keys: the queue; <tag>:leases, a sorted set of its servers (both modes);
+// at least once <tag>:processing:<server>; at most once, while a server
+// stops, <tag>:wake:<server>.<n> (with a TTL). <tag> is the queue where it has
+// a hash tag ("{calc}" or "orders:{eu}"), else {queue}, so that every key of a
+// queue shares its hash slot on Redis Cluster, whatever braces its name holds.
+// Response lists expire (WithResponseTTL). docs/protocol.md lists them all.
 //
 // # Timeouts and failures
 //
-// The caller's context deadline travels with the request. A server does not start
-// a request whose deadline has passed, and the handler's context ends at the
-// deadline. Call returns when its context ends, with an error that matches
-// ctx.Err() under errors.Is. Calls without a deadline wait until the response comes,
-// so give every call a deadline. A failure reported by the remote side is an
-// *Error with a Code; Redis failures are returned wrapped, never retried.
+// The caller's context deadline travels with the request, as Unix
+// milliseconds (deadlines past 2^53-1 ms, in the year 287396, are sent as
+// that). A server answers CodeInvalidArgument to a deadline that is not a
+// number from 1 to 2^53-1, does not start a request whose deadline has
+// passed, and ends the handler's context at the deadline. Call returns when
+// its context ends, with an error that matches ctx.Err() under errors.Is.
+// Calls without a deadline wait until the response comes, so give every call
+// a deadline. A failure reported by the remote side is an *Error with a Code;
+// Redis failures are returned wrapped, never retried.
 package redisrpc
 
 import (
@@ -111,6 +129,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
@@ -267,9 +286,12 @@ func WithClassicServer() Option {
 	return func(o *options) { o.classic = true }
 }
 
-// pollInterval bounds every blocking pop, so loops notice Close and Shutdown
-// without cancelling a pop, which could lose what it popped.
+// pollInterval bounds the receivers' pops, so that they end when no call is
+// pending.
 const pollInterval = time.Second
+
+// poppers is the number of pops a Client keeps waiting on its response list.
+const poppers = 2
 
 // maxBatch caps the responses a Client takes in one pop.
 const maxBatch = 256
@@ -311,7 +333,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
 	c := &Client{
 		rc:       rc,
 		queue:    queue,
-		lists:    lists.ShardNames(queue, o.shards),
+		lists:    keys.Shards(queue, o.shards),
 		replyKey: wire.ResponsePrefix(queue) + randomName(20),
 		opts:     o,
 		popper:   lists.NewPopper(rc),
@@ -320,7 +342,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
 		stop:     stop,
 	}
 	// Callers must never wait on Redis past their context: a goroutine sends.
-	c.pusher = lists.NewPusher(rc, 0, false, c.pushFailed)
+	c.pusher = lists.NewPusher(rc, lists.PusherConfig{OnError: c.pushFailed})
 	return c
 }
 
@@ -337,9 +359,10 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 }
 
 // Close stops the client: calls in flight and later calls fail with
-// ErrClientClosed. It waits for the client's goroutines (its two receivers and
-// its request sender) to end and does not close the rueidis client. It is safe
-// to call more than once.
+// ErrClientClosed, and requests not yet sent are not sent. It waits for the
+// client's goroutines (its two receivers and its request sender) to end, so
+// that nothing reaches Redis from c after it returns, and does not close the
+// rueidis client. It is safe to call more than once.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if !c.closed {
@@ -348,8 +371,8 @@ func (c *Client) Close() error {
 		c.failAll(ErrClientClosed)
 	}
 	c.mu.Unlock()
+	c.pusher.Stop()
 	c.wg.Wait()
-	c.pusher.Wait()
 	return nil
 }
 
@@ -383,7 +406,7 @@ func (c *Client) call(ctx context.Context, fc wire.FunctionCall) (json.RawMessag
 	}
 	req := wire.Request{FunctionCall: fc, Meta: metaToSend(ctx)}
 	if dl, ok := ctx.Deadline(); ok {
-		req.Deadline = dl.UnixMilli()
+		req.Deadline = wire.Deadline(dl)
 	}
 	if c.opts.classic {
 		return c.callClassic(ctx, req)
@@ -400,7 +423,10 @@ func (c *Client) call(ctx context.Context, fc wire.FunctionCall) (json.RawMessag
 	if len(c.lists) > 1 {
 		list = c.lists[int(c.nextList.Add(1))%len(c.lists)]
 	}
-	c.pusher.Push(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID})
+	if !c.pusher.Push(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID}) {
+		c.unregister(req.ID) // Close came between register and Push
+		return nil, ErrClientClosed
+	}
 	select {
 	case r := <-ch:
 		return outcome(r)
@@ -489,7 +515,7 @@ func (c *Client) receive() {
 	defer c.wg.Done()
 	var claimed []chan result // the calls of msgs, by index; nil where none
 	for {
-		msgs, err := c.popper.Pop(c.ctx, c.replyKey, pollInterval, maxBatch)
+		_, msgs, err := c.popper.Pop(c.ctx, []string{c.replyKey}, pollInterval, maxBatch)
 		c.mu.Lock()
 		if c.closed {
 			c.receiving--

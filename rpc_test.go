@@ -874,9 +874,26 @@ func TestDuplicateResponsesIgnored(t *testing.T) {
 // TestShards: a Client with WithShards spreads calls evenly over the lists,
 // a Mux with the same setting serves them all, and the plain queue still
 // serves classic clients.
+// TestShards: requests spread evenly over the shards, whatever braces the
+// queue name holds, and a server of the same shards serves them all.
 func TestShards(t *testing.T) {
 	t.Parallel()
-	q := newQueue(t)
+	for _, name := range []func(q string) string{
+		func(q string) string { return q },
+		func(q string) string { return "{" + q + "}" },   // a hash tag, as Cluster users write
+		func(q string) string { return q + ":{eu}" },     // a hash tag inside
+		func(q string) string { return q + "}" },         // a brace that opens no tag
+		func(q string) string { return "{}" + q + "{x" }, // an empty tag and a lone brace
+	} {
+		q := name(newQueue(t))
+		t.Run(q, func(t *testing.T) {
+			t.Parallel()
+			testShards(t, q)
+		})
+	}
+}
+
+func testShards(t *testing.T, q string) {
 	const shards, calls = 3, 9
 	c := newClient(t, q, redisrpc.WithShards(shards))
 	double := redisrpc.NewEndpoint[int, int]("double")
@@ -889,12 +906,17 @@ func TestShards(t *testing.T) {
 			}
 		})
 	}
-	// Before any server runs, the requests wait spread over the shards.
+	// Before any server runs, the requests wait spread over the shards:
+	// every key holding q's name is one of its request lists.
 	var lens []int64
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		keys, err := rc.Do(ctx, rc.B().Keys().Pattern("*"+strings.Trim(q, "{}")+"*").Build()).AsStrSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
 		lens = lens[:0]
 		var total int64
-		for _, key := range shardLists(t, q) {
+		for _, key := range keys {
 			n, _ := rc.Do(ctx, rc.B().Llen().Key(key).Build()).AsInt64()
 			lens = append(lens, n)
 			total += n
@@ -902,6 +924,9 @@ func TestShards(t *testing.T) {
 		if total == calls {
 			break
 		}
+	}
+	if len(lens) != shards {
+		t.Errorf("request lists: got %d, want %d", len(lens), shards)
 	}
 	for i, n := range lens {
 		if n != calls/shards {
@@ -916,15 +941,6 @@ func TestShards(t *testing.T) {
 	if got, err := redisrpc.Call(ctx, classic, double, 21); err != nil || got != 42 {
 		t.Errorf("a classic client on the plain queue: got %d, %v; want 42", got, err)
 	}
-}
-
-// shardLists finds the request lists of q's shards: q and the keys named {q#...}.
-func shardLists(t *testing.T, q string) []string {
-	keys, err := rc.Do(context.Background(), rc.B().Keys().Pattern("{"+q+"#*").Build()).AsStrSlice()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append([]string{q}, keys...)
 }
 
 // ExampleNewEndpoint_namedArgs calls a function that takes keyword arguments,

@@ -13,7 +13,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
-	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/localredis"
 )
 
@@ -45,7 +45,7 @@ func masterOf(t *testing.T, c rueidis.Client, key string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot := lists.Slot(key)
+	slot := keys.Slot(key)
 	for _, r := range slots {
 		v, _ := r.ToArray()
 		lo, _ := v[0].AsInt64()
@@ -68,12 +68,38 @@ func TestCluster(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("slots", func(t *testing.T) {
-		q := newQueue(t)
-		keys := append(lists.ShardNames(q, 3), lists.SlotTag(q)+":processing:x", q+":rpc:ABC")
-		for _, k := range keys {
-			got, err := c.Do(ctx, c.B().ClusterKeyslot().Key(k).Build()).AsInt64()
-			if err != nil || int(got) != lists.Slot(k) {
-				t.Errorf("CLUSTER KEYSLOT %s: got %d, %v; Slot says %d", k, got, err, lists.Slot(k))
+		// Queue names with odd braces, and the keys of each of their shards:
+		// Redis agrees with keys.Slot, and each key of a list shares its slot.
+		for _, q := range []string{newQueue(t), "{calc}", "orders:{eu}", "a}b", "calc}", "jobs{}", "}{", "x{y"} {
+			for _, list := range keys.Shards(q, 3) {
+				for _, k := range []string{list, keys.Processing(list, "x"), keys.Leases(list), keys.Wake(list, "x")} {
+					got, err := c.Do(ctx, c.B().ClusterKeyslot().Key(k).Build()).AsInt64()
+					if err != nil || int(got) != keys.Slot(k) {
+						t.Errorf("CLUSTER KEYSLOT %s: got %d, %v; keys.Slot says %d", k, got, err, keys.Slot(k))
+					}
+					if keys.Slot(k) != keys.Slot(list) {
+						t.Errorf("%s is in slot %d, its list %s in %d", k, keys.Slot(k), list, keys.Slot(list))
+					}
+				}
+			}
+		}
+	})
+	// Queue names with odd braces serve in both modes, with shards, and
+	// calls reach them: the processing keys share the lists' slots.
+	t.Run("odd names", func(t *testing.T) {
+		for _, name := range []string{"calc}", "jobs{}", "{calc}", "orders:{eu}"} {
+			q := fmt.Sprintf("odd:%d:%s", time.Now().UnixNano(), name)
+			for _, shards := range []int{1, 3} {
+				serve(t, c, q, redisrpc.WithAtLeastOnce(), redisrpc.WithShards(shards))
+				client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet), redisrpc.WithShards(shards))
+				for i := range 6 {
+					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					if got, err := redisrpc.Call(cctx, client, Slow, i); err != nil || got != i {
+						t.Errorf("%s with %d shards, call %d: got %d, %v", q, shards, i, got, err)
+					}
+					cancel()
+				}
+				client.Close()
 			}
 		}
 	})
@@ -86,7 +112,7 @@ func TestCluster(t *testing.T) {
 			}
 			serve(t, c, q, opts...)
 			masters := map[string]bool{}
-			for _, name := range lists.ShardNames(q, 3) {
+			for _, name := range keys.Shards(q, 3) {
 				masters[masterOf(t, c, name)] = true
 			}
 			if len(masters) != 3 {

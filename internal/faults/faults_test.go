@@ -21,6 +21,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/localredis"
 	"github.com/redisrpc/redisrpc/internal/rpctest"
 )
@@ -176,9 +177,9 @@ func killMidCall(t *testing.T, mode string) {
 func waitForProcessing(t *testing.T, ctx context.Context, q string) string {
 	t.Helper()
 	for ctx.Err() == nil {
-		ids, _ := rc.Do(ctx, rc.B().Smembers().Key("{"+q+"}:servers").Build()).AsStrSlice()
+		ids, _ := rc.Do(ctx, rc.B().Zrange().Key(keys.Leases(q)).Min("0").Max("-1").Build()).AsStrSlice()
 		for _, id := range ids {
-			key := "{" + q + "}:processing:" + id
+			key := keys.Processing(q, id)
 			if n, _ := rc.Do(ctx, rc.B().Llen().Key(key).Build()).AsInt64(); n > 0 {
 				return key
 			}
@@ -420,52 +421,63 @@ func TestRedisUnreachableNoSpin(t *testing.T) {
 	}
 }
 
-// TestACLUser: a Redis ACL user allowed only the service's keys and the
-// commands the library needs can serve and call, in both delivery modes; a
+// TestACLUser: the ACL user README.md documents, created with its command as
+// written and connected to with plain rueidis options, can serve and call in
+// both delivery modes, with and without shards, and from a classic client; a
 // wrong password is refused when the client is made.
 func TestACLUser(t *testing.T) {
 	t.Parallel()
 	port, kill := ownRedis(t, 0)
 	defer kill()
-	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", port)}, DisableCache: true, ForceSingleClient: true})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ForceSingleClient: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	acl := append([]string{"ACL", "SETUSER", "calc", "reset", "on", ">s3cret"}, ACLRules("calc")...)
-	if err := admin.Do(context.Background(), admin.B().Arbitrary(acl...).Build()).Error(); err != nil {
-		t.Fatalf("ACL SETUSER: %v", err)
+	acl := readmeACL(t)
+	if err := admin.Do(context.Background(), admin.B().Arbitrary(acl[0]).Args(acl[1:]...).Build()).Error(); err != nil {
+		t.Fatalf("%s: %v", strings.Join(acl, " "), err)
 	}
-	opt := rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", port)}, Username: "calc", Password: "wrong",
-		DisableCache: true, ForceSingleClient: true}
+	opt := rueidis.ClientOption{InitAddress: []string{addr}, Username: "calc", Password: "wrong"}
 	if _, err := rueidis.NewClient(opt); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
 		t.Errorf("a wrong password: got %v, want WRONGPASS", err)
 	}
-	opt.Password = "s3cret"
+	opt.Password = "secret" // as README.md writes it
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for _, mode := range [][]redisrpc.Option{nil, {redisrpc.WithAtLeastOnce()}} {
+	for _, mode := range []struct {
+		shards      int
+		atLeastOnce bool
+	}{{1, false}, {1, true}, {3, false}, {3, true}} {
 		h := &countingHandler{Handler: slog.NewTextHandler(io.Discard, nil)}
-		mux := redisrpc.NewMux(c, "calc", append(mode, redisrpc.WithLogger(slog.New(h)))...)
+		opts := []redisrpc.Option{redisrpc.WithShards(mode.shards), redisrpc.WithLogger(slog.New(h)), redisrpc.WithHeartbeat(300 * time.Millisecond)}
+		if mode.atLeastOnce {
+			opts = append(opts, redisrpc.WithAtLeastOnce())
+		}
+		mux := redisrpc.NewMux(c, "calc", opts...)
 		redisrpc.Handle(mux, Slow, func(_ context.Context, ms int) (int, error) { return ms, nil })
 		served := make(chan error, 1)
 		go func() { served <- mux.Serve(context.Background()) }()
-		for _, copts := range [][]redisrpc.Option{nil, {redisrpc.WithClassicServer()}} {
-			client := redisrpc.NewClient(c, "calc", copts...)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if got, err := redisrpc.Call(ctx, client, Slow, 7); err != nil || got != 7 {
-				t.Errorf("call as the ACL user: got %d, %v; want 7, nil", got, err)
+		for _, copts := range [][]redisrpc.Option{{redisrpc.WithShards(mode.shards)}, {redisrpc.WithClassicServer()}} {
+			client := redisrpc.NewClient(c, "calc", append(copts, redisrpc.WithLogger(slog.New(h)))...)
+			for i := range 3 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if got, err := redisrpc.Call(ctx, client, Slow, i); err != nil || got != i {
+					t.Errorf("call as the ACL user, server %+v: got %d, %v; want %d, nil", mode, got, err, i)
+				}
+				cancel()
 			}
-			cancel()
 			client.Close()
 		}
+		time.Sleep(250 * time.Millisecond) // a few beats: leases, rescues
 		mux.Shutdown(context.Background())
 		<-served
 		if n := h.errors.Load(); n != 0 {
-			t.Errorf("errors logged by the server under the ACL user: got %d, want 0", n)
+			t.Errorf("errors logged under the ACL user, server %+v: got %d, want 0", mode, n)
 		}
 	}
 	// Keys outside the service are refused.
@@ -474,13 +486,17 @@ func TestACLUser(t *testing.T) {
 	}
 }
 
-// ACLRules are the ACL rules README.md documents for a service whose queue is
-// queue: its keys, and the commands the library uses (with rueidis' HELLO).
-func ACLRules(queue string) []string {
-	return []string{
-		"~" + queue, "~" + queue + ":rpc:*", "~{" + queue + "}:*", "resetchannels", "-@all",
-		"+hello", "+ping", "+client|setname",
-		"+rpush", "+lpop", "+blpop", "+blmpop", "+expire",
-		"+blmove", "+lmove", "+lrem", "+set", "+sadd", "+srem", "+smembers", "+exists", "+del", "+evalsha", "+eval",
+// readmeACL returns the ACL SETUSER command README.md documents, as words.
+func readmeACL(t *testing.T) []string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
 	}
+	_, block, ok := strings.Cut(string(readme), "ACL SETUSER")
+	if !ok {
+		t.Fatal("README.md has no ACL SETUSER command")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	return append([]string{"ACL", "SETUSER"}, strings.Fields(block)...)
 }

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/keys"
 )
 
 // TestHostileInput pushes bad requests straight onto the queue. Each is either
 // answered with the code given, or dropped ("" code) with nothing written;
-// the server keeps serving and never writes outside <queue>:rpc:.
+// the server keeps serving and never writes outside <queue>:rpc: and its own
+// keys.
 func TestHostileInput(t *testing.T) {
 	t.Parallel()
 	q := newQueue(t)
@@ -48,6 +50,11 @@ func TestHostileInput(t *testing.T) {
 		{"binary", "\x00\xff\xfe{", ""},
 		{"empty", "", ""},
 		{"JSON null", "null", ""},
+		{"negative deadline", fmt.Sprintf(`{"response_queue":%q,"function_call":{"name":"slow","args":[1]},"deadline":-5}`, rq(19)), "invalid_argument"},
+		{"deadline below 1 ms", fmt.Sprintf(`{"response_queue":%q,"function_call":{"name":"slow","args":[1]},"deadline":0.5}`, rq(20)), "invalid_argument"},
+		{"deadline past 2^53-1", fmt.Sprintf(`{"response_queue":%q,"function_call":{"name":"slow","args":[1]},"deadline":9007199254740992}`, rq(21)), "invalid_argument"},
+		{"latest deadline", fmt.Sprintf(`{"response_queue":%q,"function_call":{"name":"slow","args":[1]},"deadline":9007199254740991}`, rq(22)), "ok"},
+		{"fractional deadline", fmt.Sprintf(`{"response_queue":%q,"function_call":{"name":"slow","args":[1]},"deadline":%d.5}`, rq(23), time.Now().Add(time.Minute).UnixMilli()), "ok"},
 	}
 	ctx := context.Background()
 	for i, tt := range tests {
@@ -75,17 +82,20 @@ func TestHostileInput(t *testing.T) {
 			t.Errorf("%s: got %s, want %s", tt.name, kv[1], tt.want)
 		}
 	}
-	// Still serving, and every key written is inside the namespace.
+	// Still serving, and every key written is inside the namespace. A Go
+	// deadline later than the protocol carries (year 292,277,026,596) goes
+	// as the latest it carries.
 	c := redisrpc.NewClient(rc, q)
 	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithDeadline(ctx, time.Unix(1<<62, 0))
 	defer cancel()
 	if got, err := redisrpc.Call(cctx, c, Slow, 2); err != nil || got != 2 {
-		t.Fatalf("a call after the bad input: got %d, %v; want 2, nil", got, err)
+		t.Fatalf("a call after the bad input, with a deadline in year 292e9: got %d, %v; want 2, nil", got, err)
 	}
+	// The server's own keys (its lease) start with the queue's tag.
 	for _, k := range scan(t, q) {
-		if !strings.HasPrefix(k, q+":rpc:") {
-			t.Errorf("key %s written outside %s:rpc:", k, q)
+		if !strings.HasPrefix(k, q+":rpc:") && !strings.HasPrefix(k, keys.Tag(q)+":") {
+			t.Errorf("key %s written outside %s:rpc: and the server's own keys", k, q)
 		}
 	}
 	if n, _ := rc.Do(ctx, rc.B().Exists().Key("other:rpc:x").Build()).AsInt64(); n != 0 {

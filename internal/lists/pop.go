@@ -20,44 +20,54 @@ type Popper struct {
 // NewPopper returns a Popper that talks to rc.
 func NewPopper(rc rueidis.Client) *Popper { return &Popper{rc: rc} }
 
-// Pop waits up to timeout for key to hold messages and takes at most max of them.
-// It returns no messages and no error when the wait times out. A cancelled ctx may
-// lose messages Redis already popped, so callers that must not lose any leave ctx
-// alone and rely on timeout to come back.
-func (p *Popper) Pop(ctx context.Context, key string, timeout time.Duration, max int) ([]string, error) {
+// Pop waits up to timeout for one of keys to hold messages and takes at most
+// max from the first that does, returning its index in keys. It returns no
+// messages and no error when the wait times out. The keys must share a hash
+// slot. A cancelled ctx may lose messages Redis already popped, so callers
+// that must not lose any leave ctx alone and rely on timeout to come back.
+func (p *Popper) Pop(ctx context.Context, keys []string, timeout time.Duration, max int) (int, []string, error) {
 	secs := timeout.Seconds()
 	if !p.noLMPop.Load() {
-		kv, err := p.rc.Do(ctx, p.rc.B().Blmpop().Timeout(secs).Numkeys(1).Key(key).Left().Count(int64(max)).Build()).AsLMPop()
+		kv, err := p.rc.Do(ctx, p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build()).AsLMPop()
 		switch {
 		case err == nil:
-			return kv.Values, nil
+			return index(keys, kv.Key), kv.Values, nil
 		case rueidis.IsRedisNil(err):
-			return nil, nil
+			return 0, nil, nil
 		case !isUnknownCommand(err):
-			return nil, err
+			return 0, nil, err
 		}
 		p.noLMPop.Store(true)
 	}
-	kv, err := p.rc.Do(ctx, p.rc.B().Blpop().Key(key).Timeout(secs).Build()).AsStrSlice()
+	kv, err := p.rc.Do(ctx, p.rc.B().Blpop().Key(keys...).Timeout(secs).Build()).AsStrSlice()
 	if rueidis.IsRedisNil(err) {
-		return nil, nil
+		return 0, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	if len(kv) != 2 {
-		return nil, nil
+		return 0, nil, nil
 	}
-	msgs := kv[1:]
+	i, msgs := index(keys, kv[0]), kv[1:]
 	if max > 1 {
-		more, err := p.rc.Do(ctx, p.rc.B().Lpop().Key(key).Count(int64(max-1)).Build()).AsStrSlice()
+		more, err := p.rc.Do(ctx, p.rc.B().Lpop().Key(kv[0]).Count(int64(max-1)).Build()).AsStrSlice()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			// The first message is already ours; hand it over and report nothing.
-			return msgs, nil
+			return i, msgs, nil
 		}
 		msgs = append(msgs, more...)
 	}
-	return msgs, nil
+	return i, msgs, nil
+}
+
+func index(keys []string, key string) int {
+	for i, k := range keys {
+		if k == key {
+			return i
+		}
+	}
+	return 0
 }
 
 func isUnknownCommand(err error) bool {

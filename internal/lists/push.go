@@ -18,6 +18,16 @@ type Item struct {
 	AckList, Ack   string
 }
 
+// PusherConfig configures a Pusher.
+type PusherConfig struct {
+	TTL     int64                          // seconds; > 0 gives every list pushed to that expiry
+	Inline  bool                           // Push may send, and so block
+	OnError func(failed []Item, err error) // items that were not pushed; nil failed: an Ack failed
+	// OnSettled, if set, is called for each item with an Ack once its Ack was
+	// removed, or could not be, or the item could not be pushed.
+	OnSettled func(it Item)
+}
+
 // Pusher appends messages to lists and combines concurrent pushes: what is
 // queued while one batch is in flight goes out in the next, as one RPUSH per
 // list (and one EXPIRE per list when TTL is set) in one round trip. Inline, the
@@ -26,15 +36,14 @@ type Item struct {
 // batches; otherwise a drain goroutine always sends, so that Push never
 // blocks on Redis. It is safe for concurrent use.
 type Pusher struct {
-	rc      rueidis.Client
-	ttl     int64                          // seconds; 0 sets no expiry
-	onError func(failed []Item, err error) // called with the items that were not pushed
-	inline  bool
+	rc  rueidis.Client
+	cfg PusherConfig
 
-	mu     sync.Mutex
-	queued []Item
-	busy   bool // a goroutine is sending
-	drains sync.WaitGroup
+	mu      sync.Mutex
+	queued  []Item
+	busy    bool // a goroutine is sending
+	stopped bool // Stop was called: Push refuses
+	drains  sync.WaitGroup
 }
 
 const (
@@ -44,28 +53,43 @@ const (
 	writeTimeout = 10 * time.Second
 )
 
-// NewPusher returns a Pusher; ttl > 0 gives every list pushed to that expiry
-// in seconds; inline lets Push send (and so block). onError must not block.
-func NewPusher(rc rueidis.Client, ttl int64, inline bool, onError func(failed []Item, err error)) *Pusher {
-	return &Pusher{rc: rc, ttl: ttl, inline: inline, onError: onError}
+// NewPusher returns a Pusher. Its callbacks must not block.
+func NewPusher(rc rueidis.Client, cfg PusherConfig) *Pusher {
+	return &Pusher{rc: rc, cfg: cfg}
 }
 
-// Push queues it and makes sure it is sent.
-func (p *Pusher) Push(it Item) {
+// Push queues it and makes sure it is sent. It reports false, and queues
+// nothing, once Stop was called.
+func (p *Pusher) Push(it Item) bool {
 	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return false
+	}
 	p.queued = append(p.queued, it)
 	if p.busy {
 		p.mu.Unlock()
-		return
+		return true
 	}
 	p.busy = true
-	if !p.inline {
+	if !p.cfg.Inline {
 		p.drain()
 		p.mu.Unlock()
-		return
+		return true
 	}
 	p.mu.Unlock()
 	p.send(maxRounds)
+	return true
+}
+
+// Stop makes later pushes fail, forgets what is queued and not yet sent, and
+// waits for the batch being sent.
+func (p *Pusher) Stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.queued = nil
+	p.mu.Unlock()
+	p.drains.Wait()
 }
 
 // drain starts a goroutine that sends until nothing is queued. p.mu must be held.
@@ -130,8 +154,8 @@ func (p *Pusher) write(batch []Item) {
 	cmds := make(rueidis.Commands, 0, 2*len(keys))
 	for _, k := range keys {
 		cmds = append(cmds, p.rc.B().Rpush().Key(k).Element(groups[k]...).Build())
-		if p.ttl > 0 {
-			cmds = append(cmds, p.rc.B().Expire().Key(k).Seconds(p.ttl).Build())
+		if p.cfg.TTL > 0 {
+			cmds = append(cmds, p.rc.B().Expire().Key(k).Seconds(p.cfg.TTL).Build())
 		}
 	}
 	// Most batches go out with no timer: see package deadline.
@@ -139,10 +163,11 @@ func (p *Pusher) write(batch []Item) {
 	defer ctx.Stop()
 	res := p.rc.DoMulti(ctx, cmds...)
 	step := 1
-	if p.ttl > 0 {
+	if p.cfg.TTL > 0 {
 		step = 2
 	}
 	var acks rueidis.Commands
+	var acked []Item
 	for i, k := range keys {
 		err := res[i*step].Error()
 		var failed []Item
@@ -151,22 +176,34 @@ func (p *Pusher) write(batch []Item) {
 			case it.Key != k:
 			case err != nil:
 				failed = append(failed, it)
+				p.settled(it)
 			case it.Ack != "":
 				acks = append(acks, p.rc.B().Lrem().Key(it.AckList).Count(1).Element(it.Ack).Build())
+				acked = append(acked, it)
 			}
 		}
-		if err != nil && p.onError != nil {
-			p.onError(failed, err)
+		if err != nil && p.cfg.OnError != nil {
+			p.cfg.OnError(failed, err)
 		}
 	}
 	if len(acks) > 0 {
-		for _, r := range p.rc.DoMulti(ctx, acks...) {
-			if err := r.Error(); err != nil && p.onError != nil {
+		var ackErr error
+		for i, r := range p.rc.DoMulti(ctx, acks...) {
+			if err := r.Error(); err != nil && ackErr == nil {
 				// The response went out; the request stays in the processing
-				// list and may run again: at least once, never lost.
-				p.onError(nil, err)
-				break
+				// list and runs again: at least once, never lost.
+				ackErr = err
 			}
+			p.settled(acked[i])
 		}
+		if ackErr != nil && p.cfg.OnError != nil {
+			p.cfg.OnError(nil, ackErr)
+		}
+	}
+}
+
+func (p *Pusher) settled(it Item) {
+	if it.Ack != "" && p.cfg.OnSettled != nil {
+		p.cfg.OnSettled(it)
 	}
 }

@@ -3,30 +3,11 @@ package lists
 import (
 	"context"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
 )
-
-// Keys of at-least-once delivery for a request queue, all in the queue's hash
-// slot so that the scripts below work on Redis Cluster:
-//
-//	<tag>:processing:<server>  list: requests a server has taken and not answered
-//	<tag>:alive:<server>       string with a TTL: the server's heartbeat
-//	<tag>:servers              set: servers that may hold requests
-//
-// where <tag> is the queue itself when it has a hash tag, else {queue}.
-
-// SlotTag returns the prefix that puts a key in queue's hash slot.
-func SlotTag(queue string) string {
-	if open := strings.IndexByte(queue, '{'); open >= 0 {
-		if end := strings.IndexByte(queue[open+1:], '}'); end > 0 {
-			return queue // a non-empty tag: keys starting with queue share it
-		}
-	}
-	return "{" + queue + "}"
-}
 
 // moveScript moves up to ARGV[1] requests from the head of the queue to the
 // tail of a processing list, atomically, and returns them.
@@ -41,53 +22,85 @@ for i = 1, tonumber(ARGV[1]) do
 end
 return out`)
 
-// recoverScript puts the requests of a server whose heartbeat has expired
-// back at the head of the queue, oldest first, and forgets the server. It does
-// nothing and returns -1 while the heartbeat exists.
-//
-//	KEYS[1] request queue, KEYS[2] the server's processing list,
-//	KEYS[3] its heartbeat, KEYS[4] the servers set; ARGV[1] its id
-var recoverScript = rueidis.NewLuaScript(`
-if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-local n = 0
-while true do
-  local v = redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'LEFT')
-  if not v then break end
-  n = n + 1
-end
-redis.call('SREM', KEYS[4], ARGV[1])
-return n`)
+// MaxPopWait bounds how long a pop, and the reply that carries what it took,
+// may take; callers give pops a context that ends after it. A request found in
+// a processing list that no pop or handler of its server has held for longer
+// is stranded: its pop's reply was lost, or its response could not be pushed.
+const MaxPopWait = 5 * time.Second
 
-// Reliable takes requests for one server so that none is lost if it dies:
-// each request stays in the server's processing list until acknowledged, and
-// live servers give back the requests of servers whose heartbeat expired.
-type Reliable struct {
-	rc                                 rueidis.Client
-	queue, id                          string
-	tag, processing, alive, serversKey string
-	ttl                                time.Duration
+// held tracks the requests a server has moved into one processing list and
+// not yet settled (answered and removed, dropped, or given back), so that
+// the server can find those of its own that nothing holds.
+type held struct {
+	mu       sync.Mutex
+	n        map[string]int       // request -> copies held
+	suspects map[string]time.Time // request not held -> when first seen so
 }
 
-// NewReliable returns the at-least-once consumer id of queue, whose heartbeat
-// lives for ttl.
-func NewReliable(rc rueidis.Client, queue, id string, ttl time.Duration) *Reliable {
-	tag := SlotTag(queue)
-	return &Reliable{
-		rc: rc, queue: queue, id: id, tag: tag, ttl: ttl,
-		processing: tag + ":processing:" + id,
-		alive:      tag + ":alive:" + id,
-		serversKey: tag + ":servers",
+func (h *held) add(msgs []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n == nil {
+		h.n = make(map[string]int)
+	}
+	for _, m := range msgs {
+		h.n[m]++
 	}
 }
 
-// Processing is the name of the server's processing list, where Ack removes from.
-func (r *Reliable) Processing() string { return r.processing }
+func (h *held) release(msg string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n[msg] <= 1 {
+		delete(h.n, msg)
+	} else {
+		h.n[msg]--
+	}
+}
 
-// Pop moves up to max requests to the processing list, waiting up to timeout
-// for the first. Like Popper.Pop it must not be cancelled while it waits; what
-// it moved is safe in the processing list even if its reply is lost.
-func (r *Reliable) Pop(ctx context.Context, timeout time.Duration, max int) ([]string, error) {
-	first, err := r.rc.Do(ctx, r.rc.B().Blmove().Source(r.queue).Destination(r.processing).Left().Right().Timeout(timeout.Seconds()).Build()).ToString()
+// stranded compares the processing list's content, oldest first, with what
+// is held, and returns, oldest first, the requests that nothing has held
+// since a scan at least after ago.
+func (h *held) stranded(content []string, now time.Time, after time.Duration) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	extra := make(map[string]int) // copies in the list beyond those held
+	for _, m := range content {
+		extra[m]++
+	}
+	ripe := make(map[string]int)
+	suspects := make(map[string]time.Time)
+	for m, n := range extra {
+		if n -= h.n[m]; n <= 0 {
+			continue
+		}
+		since, ok := h.suspects[m]
+		if !ok {
+			since = now
+		}
+		if now.Sub(since) >= after {
+			ripe[m] = n
+		} else {
+			suspects[m] = since
+		}
+	}
+	h.suspects = suspects
+	var out []string
+	for _, m := range content {
+		if ripe[m] > 0 {
+			ripe[m]--
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// reliablePop moves up to max requests from list to processing, waiting up
+// to timeout for the first. What it moved is safe in the processing list even
+// if ctx ends or the reply is lost; the server finds it again (held.stranded).
+func reliablePop(ctx context.Context, rc rueidis.Client, list, processing string, timeout time.Duration, max int) ([]string, error) {
+	cmd := rc.B().Blmove().Source(list).Destination(processing).Left().Right().Timeout(timeout.Seconds()).Build().UnblockOnCancel()
+	first, err := rc.Do(ctx, cmd).ToString()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
 	}
@@ -96,61 +109,10 @@ func (r *Reliable) Pop(ctx context.Context, timeout time.Duration, max int) ([]s
 	}
 	msgs := []string{first}
 	if max > 1 {
-		more, err := moveScript.Exec(ctx, r.rc, []string{r.queue, r.processing}, []string{strconv.Itoa(max - 1)}).AsStrSlice()
+		more, err := moveScript.Exec(ctx, rc, []string{list, processing}, []string{strconv.Itoa(max - 1)}).AsStrSlice()
 		if err == nil {
 			msgs = append(msgs, more...)
 		}
 	}
 	return msgs, nil
-}
-
-// Ack removes a request from the processing list once it is answered or dropped.
-func (r *Reliable) Ack(ctx context.Context, msg string) error {
-	return r.rc.Do(ctx, r.rc.B().Lrem().Key(r.processing).Count(1).Element(msg).Build()).Error()
-}
-
-// Beat renews the heartbeat and registers the server.
-func (r *Reliable) Beat(ctx context.Context) error {
-	for _, res := range r.rc.DoMulti(ctx,
-		r.rc.B().Set().Key(r.alive).Value("1").Px(r.ttl).Build(),
-		r.rc.B().Sadd().Key(r.serversKey).Member(r.id).Build(),
-	) {
-		if err := res.Error(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Rescue gives back the requests of every server whose heartbeat expired and
-// returns how many it put back on the queue.
-func (r *Reliable) Rescue(ctx context.Context) (int64, error) {
-	ids, err := r.rc.Do(ctx, r.rc.B().Smembers().Key(r.serversKey).Build()).AsStrSlice()
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, id := range ids {
-		if id == r.id {
-			continue
-		}
-		n, err := recoverScript.Exec(ctx, r.rc,
-			[]string{r.queue, r.tag + ":processing:" + id, r.tag + ":alive:" + id, r.serversKey},
-			[]string{id}).AsInt64()
-		if err != nil {
-			return total, err
-		}
-		total += max(n, 0)
-	}
-	return total, nil
-}
-
-// Leave ends the heartbeat and gives back what is still in the processing
-// list, for a server that stops with nothing in flight.
-func (r *Reliable) Leave(ctx context.Context) error {
-	if err := r.rc.Do(ctx, r.rc.B().Del().Key(r.alive).Build()).Error(); err != nil {
-		return err
-	}
-	return recoverScript.Exec(ctx, r.rc,
-		[]string{r.queue, r.processing, r.alive, r.serversKey}, []string{r.id}).Error()
 }

@@ -3,110 +3,248 @@ package lists
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/keys"
 )
 
 // Msg is a request taken from one of a Source's lists.
 type Msg struct {
 	Body string
-	list int // index in Source.names
+	list int // index in Source.lists
 }
 
 // Source takes the requests of a queue and its shards for one server, at most
-// once (popped) or at least once (moved to processing lists). It is safe for
-// concurrent use.
+// once (popped) or at least once (moved to processing lists), and keeps the
+// server's lease on each list. It is safe for concurrent use.
 type Source struct {
-	names     []string
-	popper    *Popper
-	reliables []*Reliable // one per list in at-least-once mode, else nil
+	rc       rueidis.Client
+	id       string
+	lease    time.Duration
+	reliable bool
+	popper   *Popper
+	lists    []*list
+	byProc   map[string]*list // by processing list name
+	loops    []Loop
 }
 
-// NewSource returns the source of queue over shards lists (ShardNames). With
-// heartbeat > 0 it delivers at least once, as server id.
-func NewSource(rc rueidis.Client, queue string, shards int, id string, heartbeat time.Duration) *Source {
-	s := &Source{names: ShardNames(queue, shards), popper: NewPopper(rc)}
-	if heartbeat > 0 {
-		for _, name := range s.names {
-			s.reliables = append(s.reliables, NewReliable(rc, name, id, heartbeat))
+// list is one request list of a Source and the keys of the server on it.
+type list struct {
+	name, processing, leases string
+	held                     held // at least once
+}
+
+// Loop is what one pop loop of a server pops: a list, and at most once the
+// list where Wake puts the token that ends its pop. Each loop has its own,
+// since one pop may take several tokens.
+type Loop struct {
+	list int // index in Source.lists
+	wake string
+}
+
+// Beat is what one beat of a Source did.
+type Beat struct {
+	Rescued  int64 // requests of servers whose lease ran out, given back
+	Stranded int64 // requests of this server that nothing held, given back
+	Lapsed   bool  // this server's lease had run out before the beat renewed it
+}
+
+// NewSource returns the source of queue over shards lists (keys.Shards) for
+// the server id, whose leases last lease. With reliable it delivers at least
+// once.
+func NewSource(rc rueidis.Client, queue string, shards int, id string, lease time.Duration, reliable bool) *Source {
+	s := &Source{rc: rc, id: id, lease: lease, reliable: reliable, popper: NewPopper(rc), byProc: map[string]*list{}}
+	for i, name := range keys.Shards(queue, shards) {
+		l := &list{name: name, processing: keys.Processing(name, id), leases: keys.Leases(name)}
+		s.lists = append(s.lists, l)
+		s.byProc[l.processing] = l
+		// Two pops on a single list, so that one waits in Redis while the
+		// other goes back for more; one on each of several.
+		for j := range 1 + btoi(shards <= 1) {
+			s.loops = append(s.loops, Loop{list: i, wake: keys.Wake(name, id+"."+strconv.Itoa(j))})
 		}
 	}
 	return s
 }
 
-// Loops returns the list each pop loop should serve: two on a single list, so
-// that one pop waits in Redis while the other goes back for more, else one on
-// each shard.
-func (s *Source) Loops() []int {
-	if len(s.names) == 1 {
-		return []int{0, 0}
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	loops := make([]int, len(s.names))
-	for i := range loops {
-		loops[i] = i
-	}
-	return loops
+	return 0
 }
 
-// Reliable reports whether s delivers at least once.
-func (s *Source) Reliable() bool { return s.reliables != nil }
+// Loops returns what each pop loop of the server should pop.
+func (s *Source) Loops() []Loop { return s.loops }
 
-// Pop takes up to max requests from list i, waiting up to timeout for the
-// first. It must not be cancelled while it waits (see Popper.Pop).
-func (s *Source) Pop(ctx context.Context, i int, timeout time.Duration, max int) ([]Msg, error) {
+// Reliable reports whether s delivers at least once.
+func (s *Source) Reliable() bool { return s.reliable }
+
+// Pop takes up to max requests for loop, waiting up to timeout for the first,
+// and returns none once Wake was called. At most once, it must not be
+// cancelled while it waits (see Popper.Pop); at least once, it may be, and
+// what Redis moved meanwhile stays in the processing list, where Leave or the
+// beats find it. ctx should end after MaxPopWait.
+func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, max int) ([]Msg, error) {
+	l := s.lists[loop.list]
 	var bodies []string
 	var err error
-	if s.reliables != nil {
-		bodies, err = s.reliables[i].Pop(ctx, timeout, max)
+	if s.reliable {
+		bodies, err = reliablePop(ctx, s.rc, l.name, l.processing, timeout, max)
+		l.held.add(bodies)
 	} else {
-		bodies, err = s.popper.Pop(ctx, s.names[i], timeout, max)
+		var from int
+		from, bodies, err = s.popper.Pop(ctx, []string{loop.wake, l.name}, timeout, max)
+		if from == 0 {
+			bodies = nil // the token of Wake
+		}
 	}
 	msgs := make([]Msg, len(bodies))
 	for j, b := range bodies {
-		msgs[j] = Msg{Body: b, list: i}
+		msgs[j] = Msg{Body: b, list: loop.list}
 	}
 	return msgs, err
 }
 
+// Wake ends the waiting pops of this server at most once without losing
+// what they take; at least once, the caller cancels them instead.
+func (s *Source) Wake(ctx context.Context) error {
+	if s.reliable {
+		return nil
+	}
+	cmds := make(rueidis.Commands, 0, 2*len(s.loops))
+	for _, loop := range s.loops {
+		cmds = append(cmds, s.rc.B().Rpush().Key(loop.wake).Element("wake").Build(),
+			s.rc.B().Expire().Key(loop.wake).Seconds(10).Build())
+	}
+	return firstErr(s.rc.DoMulti(ctx, cmds...))
+}
+
 // Ack returns where and what to remove once m is answered: nothing at most once.
 func (s *Source) Ack(m Msg) (list, ack string) {
-	if s.reliables == nil {
+	if !s.reliable {
 		return "", ""
 	}
-	return s.reliables[m.list].Processing(), m.Body
+	return s.lists[m.list].processing, m.Body
+}
+
+// Settled tells s that the request ack of the processing list list, from
+// Ack, was removed, or could not be answered or removed: s holds it no more,
+// and a beat gives it back if it is still there.
+func (s *Source) Settled(list, ack string) {
+	if l := s.byProc[list]; l != nil {
+		l.held.release(ack)
+	}
 }
 
 // Drop forgets m, which gets no response.
 func (s *Source) Drop(ctx context.Context, m Msg) error {
-	if s.reliables == nil {
+	if !s.reliable {
 		return nil
 	}
-	return s.reliables[m.list].Ack(ctx, m.Body)
+	l := s.lists[m.list]
+	defer l.held.release(m.Body)
+	return s.rc.Do(ctx, s.rc.B().Lrem().Key(l.processing).Count(1).Element(m.Body).Build()).Error()
 }
 
-// Beat renews the heartbeats and gives back the requests of silent servers,
-// returning how many it gave back.
-func (s *Source) Beat(ctx context.Context) (int64, error) {
-	var total int64
-	for _, r := range s.reliables {
-		if err := r.Beat(ctx); err != nil {
-			return total, err
-		}
-		n, err := r.Rescue(ctx)
-		total += n
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
-// Leave ends the heartbeats, for a server that stops with nothing in flight.
-func (s *Source) Leave(ctx context.Context) error {
+// GiveBack puts msgs, taken and not run, back at the head of their lists in
+// their order, for other servers to take.
+func (s *Source) GiveBack(ctx context.Context, msgs []Msg) error {
 	var errs []error
-	for _, r := range s.reliables {
-		errs = append(errs, r.Leave(ctx))
+	for i, l := range s.lists {
+		var bodies []string
+		for _, m := range msgs {
+			if m.list == i {
+				bodies = append(bodies, m.Body)
+			}
+		}
+		if len(bodies) == 0 {
+			continue
+		}
+		if s.reliable {
+			err := giveBackScript.Exec(ctx, s.rc, []string{l.name, l.processing}, bodies).Error()
+			for _, b := range bodies {
+				l.held.release(b)
+			}
+			errs = append(errs, err)
+			continue
+		}
+		slices.Reverse(bodies) // LPUSH puts the last element first
+		errs = append(errs, s.rc.Do(ctx, s.rc.B().Lpush().Key(l.name).Element(bodies...).Build()).Error())
 	}
 	return errors.Join(errs...)
+}
+
+// Beat renews the server's leases, gives back the requests of servers whose
+// leases ran out and, at least once, those of its own that nothing held for
+// longer than a pop may take. It goes through every list whatever fails.
+func (s *Source) Beat(ctx context.Context) (Beat, error) {
+	var b Beat
+	var errs []error
+	now := time.Now()
+	for _, l := range s.lists {
+		lapsed, expired, err := renew(ctx, s.rc, l.leases, s.id, s.lease)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("renewing the lease on %s: %w", l.name, err))
+			continue
+		}
+		b.Lapsed = b.Lapsed || lapsed
+		for _, id := range expired {
+			n, err := rescue(ctx, s.rc, l.name, keys.Processing(l.name, id), l.leases, id)
+			b.Rescued += n
+			if err != nil {
+				errs = append(errs, fmt.Errorf("giving back the requests of server %s on %s: %w", id, l.name, err))
+			}
+		}
+		if !s.reliable {
+			continue
+		}
+		content, err := s.rc.Do(ctx, s.rc.B().Lrange().Key(l.processing).Start(0).Stop(-1).Build()).AsStrSlice()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading %s: %w", l.processing, err))
+			continue
+		}
+		if stranded := l.held.stranded(content, now, MaxPopWait); len(stranded) > 0 {
+			n, err := giveBackScript.Exec(ctx, s.rc, []string{l.name, l.processing}, stranded).AsInt64()
+			b.Stranded += n
+			if err != nil {
+				errs = append(errs, fmt.Errorf("giving back stranded requests on %s: %w", l.name, err))
+			}
+		}
+	}
+	return b, errors.Join(errs...)
+}
+
+// Leave gives back what is left in the processing lists and ends the
+// server's leases, for a server that stops. At least once, the server stays
+// in the lease sets with leases that have run out (see leaveScript).
+func (s *Source) Leave(ctx context.Context) error {
+	keep := "0"
+	if s.reliable {
+		keep = "1"
+	}
+	var errs []error
+	for _, l := range s.lists {
+		errs = append(errs, leaveScript.Exec(ctx, s.rc, []string{l.name, l.processing, l.leases}, []string{s.id, keep, strconv.FormatInt(LeaseGrace.Milliseconds(), 10)}).Error())
+	}
+	if !s.reliable {
+		for _, loop := range s.loops {
+			errs = append(errs, s.rc.Do(ctx, s.rc.B().Del().Key(loop.wake).Build()).Error())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func firstErr(rs []rueidis.RedisResult) error {
+	for _, r := range rs {
+		if err := r.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,0 +1,119 @@
+package lists
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// LeaseGrace is how long a server whose lease ran out stays in a list's
+// lease set, so that live servers keep giving back what lands in its
+// processing list after it stopped: a pop it sent before it stalled or died
+// can still move a request there for as long as the pop waits (at most a
+// second) and its command travels. It is far longer than either.
+const LeaseGrace = 10 * time.Second
+
+// renewScript renews a server's lease on a list, returns whether the lease
+// had run out before this renewal (others may have given its requests back),
+// and the ids of the servers whose leases have run out. The lease set has no
+// expiry while servers hold leases: it is how the processing lists of
+// servers that died are found.
+//
+//	KEYS[1] the list's lease set; ARGV[1] server id, ARGV[2] lease in ms
+var renewScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PERSIST', KEYS[1])
+local lapsed = 0
+if old and tonumber(old) <= now then lapsed = 1 end
+local out = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+table.insert(out, 1, lapsed)
+return out`)
+
+// rescueScript puts the requests of a server whose lease has run out back at
+// the head of the list, oldest first, and forgets the server once its lease
+// has been out for longer than ARGV[2]. It returns how many it put back, or
+// -1 while the lease is live.
+//
+//	KEYS[1] the list, KEYS[2] the server's processing list, KEYS[3] the
+//	lease set; ARGV[1] the server's id, ARGV[2] grace in ms
+var rescueScript = rueidis.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local until_ = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if until_ and tonumber(until_) > now then return -1 end
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'LEFT') do n = n + 1 end
+if not until_ or tonumber(until_) + tonumber(ARGV[2]) <= now then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+return n`)
+
+// leaveScript gives back a leaving server's requests, as rescueScript does,
+// and ends its lease: with ARGV[2] = 1 it keeps the server in the lease set
+// with a lease that has run out, so that others give back what a pop it
+// abandoned may still move into its processing list, and gives the set an
+// expiry of twice ARGV[3] where no other server is in it; else it removes
+// the server.
+//
+//	KEYS[1] the list, KEYS[2] the server's processing list, KEYS[3] the
+//	lease set; ARGV[1] the server's id, ARGV[2] 1 to keep it, ARGV[3]
+//	grace in ms
+var leaveScript = rueidis.NewLuaScript(`
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'LEFT') do n = n + 1 end
+if ARGV[2] == '1' then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[3], 'XX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+  if redis.call('ZCARD', KEYS[3]) == 1 then
+    redis.call('PEXPIRE', KEYS[3], 2 * tonumber(ARGV[3]))
+  end
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+return n`)
+
+// giveBackScript moves each given request that is still in a processing
+// list back to the head of its list, keeping their order, and returns how
+// many it moved.
+//
+//	KEYS[1] the list, KEYS[2] the processing list; ARGV the requests,
+//	oldest first
+var giveBackScript = rueidis.NewLuaScript(`
+local n = 0
+for i = #ARGV, 1, -1 do
+  if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n`)
+
+// renew renews id's lease on list for ttl. It reports whether the lease had
+// run out before, and returns the servers whose leases have.
+func renew(ctx context.Context, rc rueidis.Client, leases, id string, ttl time.Duration) (lapsed bool, expired []string, err error) {
+	vs, err := renewScript.Exec(ctx, rc, []string{leases}, []string{id, strconv.FormatInt(ttl.Milliseconds(), 10)}).ToArray()
+	if err != nil {
+		return false, nil, err
+	}
+	if len(vs) == 0 {
+		return false, nil, nil
+	}
+	n, _ := vs[0].AsInt64()
+	for _, v := range vs[1:] {
+		if s, err := v.ToString(); err == nil && s != id {
+			expired = append(expired, s)
+		}
+	}
+	return n == 1, expired, nil
+}
+
+func rescue(ctx context.Context, rc rueidis.Client, list, processing, leases, id string) (int64, error) {
+	n, err := rescueScript.Exec(ctx, rc, []string{list, processing, leases},
+		[]string{id, strconv.FormatInt(LeaseGrace.Milliseconds(), 10)}).AsInt64()
+	return max(n, 0), err
+}

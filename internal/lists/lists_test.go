@@ -1,0 +1,118 @@
+package lists
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/localredis"
+)
+
+var rc rueidis.Client
+
+func TestMain(m *testing.M) {
+	srv, c, err := localredis.StartWithClient(localredis.Any)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	rc = c
+	code := m.Run()
+	c.Close()
+	srv.Close()
+	os.Exit(code)
+}
+
+// TestStranded: a request is stranded once nothing has held it across
+// scans at least the threshold apart; held copies and new arrivals are not.
+func TestStranded(t *testing.T) {
+	var h held
+	t0 := time.Unix(1000, 0)
+	after := 5 * time.Second
+	h.add([]string{"a", "b", "b"})
+	content := []string{"x", "a", "b", "b", "b", "y"}
+	if got := h.stranded(content, t0, after); len(got) != 0 {
+		t.Fatalf("first sighting: got %q, want none", got)
+	}
+	if got := h.stranded(content, t0.Add(after-time.Millisecond), after); len(got) != 0 {
+		t.Fatalf("before the threshold: got %q, want none", got)
+	}
+	h.release("a")
+	content = append(content, "z") // z arrives: a suspect from now on
+	got := h.stranded(content, t0.Add(after), after)
+	if want := []string{"x", "b", "y"}; !slices.Equal(got, want) {
+		t.Fatalf("at the threshold: got %q, want %q (a was released only now)", got, want)
+	}
+	if got := h.stranded([]string{"a", "z"}, t0.Add(after+time.Second), after); len(got) != 0 {
+		t.Fatalf("a second later: got %q, want none", got)
+	}
+	if got := h.stranded([]string{"a", "z"}, t0.Add(2*after), after); !slices.Equal(got, []string{"a", "z"}) {
+		t.Fatalf("later: got %q, want [a z]", got)
+	}
+	if got := h.stranded(nil, t0.Add(3*after), after); len(got) != 0 || len(h.suspects) != 0 {
+		t.Fatalf("an empty list: got %q and suspects %v, want none", got, h.suspects)
+	}
+}
+
+// TestGiveBack: requests given back go to the head of their list in their
+// order, from a processing list at least once.
+func TestGiveBack(t *testing.T) {
+	ctx := context.Background()
+	for _, reliable := range []bool{false, true} {
+		q := fmt.Sprintf("lists:%s:%v:%d", t.Name(), reliable, time.Now().UnixNano())
+		s := NewSource(rc, q, 1, "me", time.Second, reliable)
+		if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element("1", "2", "3", "4").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := s.Pop(ctx, s.Loops()[0], time.Second, 2)
+		if err != nil || len(msgs) != 2 {
+			t.Fatalf("reliable=%v: Pop: got %v, %v; want 2", reliable, msgs, err)
+		}
+		if err := s.GiveBack(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := rc.Do(ctx, rc.B().Lrange().Key(q).Start(0).Stop(-1).Build()).AsStrSlice()
+		if err != nil || !slices.Equal(got, []string{"1", "2", "3", "4"}) {
+			t.Errorf("reliable=%v: the queue after GiveBack: got %q, %v; want [1 2 3 4]", reliable, got, err)
+		}
+		if n, _ := rc.Do(ctx, rc.B().Llen().Key(s.lists[0].processing).Build()).AsInt64(); n != 0 {
+			t.Errorf("reliable=%v: %d left in the processing list", reliable, n)
+		}
+		if len(s.lists[0].held.n) != 0 {
+			t.Errorf("reliable=%v: still held: %v", reliable, s.lists[0].held.n)
+		}
+	}
+}
+
+// TestWake: Wake ends every waiting pop of a server at once, one per loop,
+// and they take nothing.
+func TestWake(t *testing.T) {
+	ctx := context.Background()
+	q := fmt.Sprintf("lists:%s:%d", t.Name(), time.Now().UnixNano())
+	s := NewSource(rc, q, 1, "me", time.Second, false)
+	done := make(chan int, len(s.Loops()))
+	for _, loop := range s.Loops() {
+		go func() {
+			msgs, _ := s.Pop(ctx, loop, 5*time.Second, 10)
+			done <- len(msgs)
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := s.Wake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range s.Loops() {
+		if n := <-done; n != 0 {
+			t.Errorf("a woken pop took %d messages, want 0", n)
+		}
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the pops ended %v after Wake, want at once", took)
+	}
+}

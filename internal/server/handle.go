@@ -1,0 +1,241 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/deadline"
+	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/wire"
+)
+
+// worker runs requests one at a time. What it runs is kept so that a stop
+// can abandon a handler that does not return: answer its caller, or give its
+// request back, and drop whatever the handler returns later.
+type worker struct {
+	mu        sync.Mutex
+	busy      bool
+	abandoned bool
+	job       lists.Msg
+	reply, id string // where the response goes, once decoded
+	fn        string
+	start     time.Time
+}
+
+func (w *worker) begin(job lists.Msg) {
+	w.mu.Lock()
+	w.busy, w.job, w.reply, w.id, w.fn, w.start = true, job, "", "", "", time.Now()
+	w.mu.Unlock()
+}
+
+func (w *worker) decoded(req *wire.Request) {
+	w.mu.Lock()
+	w.reply, w.id, w.fn = req.ResponseQueue, req.ID, req.FunctionCall.Name
+	w.mu.Unlock()
+}
+
+// end marks the request done and reports whether it is still this worker's
+// to answer, not abandoned by a stop.
+func (w *worker) end() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ours := !w.abandoned
+	w.busy, w.abandoned = false, false
+	return ours
+}
+
+// startWorker starts a worker for msg, which then serves work until it closes.
+// Workers live as long as Serve so that their grown stacks serve many requests.
+func (r *run) startWorker(msg lists.Msg) {
+	w := &worker{}
+	r.mu.Lock()
+	r.workers[w] = true
+	r.mu.Unlock()
+	go func() {
+		defer r.workerDone(w)
+		// Each request's context is a child of this one, not of handlers, so
+		// that workers do not contend for one context's lock registering them.
+		ctx, cancel := context.WithCancel(r.handlers)
+		defer cancel()
+		r.serveOne(ctx, w, msg)
+		for msg := range r.work {
+			r.serveOne(ctx, w, msg)
+		}
+	}()
+}
+
+func (r *run) workerDone(w *worker) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.workers, w)
+	if r.closing && len(r.workers) == 0 {
+		close(r.idle)
+	}
+}
+
+// abandon gives up on the handler w runs, if any: its caller gets
+// CodeUnavailable at most once, and its request goes back to the queue at
+// least once.
+func (r *run) abandon(w *worker) {
+	w.mu.Lock()
+	if !w.busy || w.abandoned {
+		w.mu.Unlock()
+		return
+	}
+	w.abandoned = true
+	job, reply, id, fn, start := w.job, w.reply, w.id, w.fn, w.start
+	w.mu.Unlock()
+	r.s.log.Error("redisrpc: a handler did not return after the server stopped; its result will be dropped",
+		"queue", r.s.cfg.Queue, "function", fn, "id", id, "running_for", time.Since(start).Round(time.Millisecond))
+	if r.s.cfg.Reliable {
+		r.giveBack([]lists.Msg{job})
+		return
+	}
+	if reply != "" {
+		r.respond(reply, wire.Failure(id, wire.CodeUnavailable, errStopped.Error()), job)
+	}
+}
+
+// serveOne handles one raw request.
+func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
+	defer r.release(1)
+	w.begin(job)
+	req, ok := r.decode(job)
+	if !ok {
+		w.end()
+		return
+	}
+	w.decoded(&req)
+	ctx := base
+	if req.Deadline != 0 {
+		// No timer unless the handler waits on ctx; see package deadline.
+		dctx := deadline.New(ctx, time.UnixMilli(req.Deadline))
+		defer dctx.Stop()
+		ctx = dctx
+	}
+	returned := false
+	defer func() {
+		if !returned { // the handler called runtime.Goexit, which ends this goroutine
+			r.s.log.Error("redisrpc: a handler exited without returning (runtime.Goexit)", "queue", r.s.cfg.Queue, "function", req.FunctionCall.Name)
+			r.settle(ctx, w, job, req.ResponseQueue, wire.Failure(req.ID, wire.CodeInternal, "the handler of "+req.FunctionCall.Name+" exited without returning"))
+		}
+	}()
+	resp := r.call(ctx, &req)
+	returned = true
+	r.settle(ctx, w, job, req.ResponseQueue, resp)
+}
+
+// call runs the handler of req, turning a panic into an internal error.
+func (r *run) call(ctx context.Context, req *wire.Request) (resp wire.Response) {
+	defer func() {
+		if p := recover(); p != nil {
+			name := req.FunctionCall.Name
+			r.s.log.Error("redisrpc: handler panicked", "queue", r.s.cfg.Queue, "function", name, "panic", p, "stack", string(debug.Stack()))
+			resp = wire.Failure(req.ID, wire.CodeInternal, "internal error in "+name)
+		}
+	}()
+	return r.s.invoke(ctx, req)
+}
+
+// settle sends resp unless a stop abandoned the request. A handler that a
+// stop cut off and that failed is answered CodeUnavailable at most once;
+// at least once its request goes back to the queue for another server.
+func (r *run) settle(ctx context.Context, w *worker, job lists.Msg, reply string, resp wire.Response) {
+	if !w.end() {
+		return
+	}
+	if resp.Failed() && errors.Is(context.Cause(ctx), errStopped) {
+		if r.s.cfg.Reliable {
+			r.giveBack([]lists.Msg{job})
+			return
+		}
+		resp = wire.Failure(resp.ID, wire.CodeUnavailable, errStopped.Error()+": "+resp.Message())
+	}
+	r.respond(reply, resp, job)
+}
+
+// decode decodes job, and answers or drops it where it cannot be run.
+func (r *run) decode(job lists.Msg) (req wire.Request, ok bool) {
+	s := r.s
+	msg := job.Body
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("redisrpc: dropped a request that broke the decoder", "queue", s.cfg.Queue, "panic", p, "stack", string(debug.Stack()), "message", clip(msg))
+			r.drop(job)
+			ok = false
+		}
+	}()
+	if len(msg) > s.cfg.MaxMessage {
+		queue, id := wire.PeekReply(msg)
+		r.reject(job, queue, id, fmt.Sprintf("request of %d bytes is over the limit of %d", len(msg), s.cfg.MaxMessage))
+		return req, false
+	}
+	req, err := wire.DecodeRequest(msg)
+	if err != nil {
+		if !wire.ValidResponseQueue(s.cfg.Queue, req.ResponseQueue) { // not JSON: look in place
+			req.ResponseQueue, req.ID = wire.PeekReply(msg)
+		}
+		r.reject(job, req.ResponseQueue, req.ID, err.Error())
+		return req, false
+	}
+	if !wire.ValidResponseQueue(s.cfg.Queue, req.ResponseQueue) {
+		s.log.Warn("redisrpc: dropped a request whose response queue is outside the namespace",
+			"queue", s.cfg.Queue, "response_queue", clip(req.ResponseQueue), "function", clip(req.FunctionCall.Name))
+		r.drop(job)
+		return req, false
+	}
+	if req.Deadline != 0 && !time.Now().Before(time.UnixMilli(req.Deadline)) {
+		// The caller has stopped waiting: running it would be wasted work.
+		s.log.Debug("redisrpc: dropped a request past its deadline", "queue", s.cfg.Queue, "function", req.FunctionCall.Name)
+		r.drop(job)
+		return req, false
+	}
+	return req, true
+}
+
+// reject answers a bad request with CodeInvalidArgument where it names a valid
+// response queue, and logs and drops it where it does not.
+func (r *run) reject(job lists.Msg, queue, id, why string) {
+	s := r.s
+	if !wire.ValidResponseQueue(s.cfg.Queue, queue) {
+		s.log.Warn("redisrpc: dropped a bad request", "queue", s.cfg.Queue, "why", why, "message", clip(job.Body))
+		r.drop(job)
+		return
+	}
+	s.log.Warn("redisrpc: answered a bad request", "queue", s.cfg.Queue, "why", why, "message", clip(job.Body))
+	r.respond(queue, wire.Failure(id, wire.CodeInvalidArgument, why), job)
+}
+
+// drop forgets a request that gets no response.
+func (r *run) drop(job lists.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+	defer cancel()
+	if err := r.s.source.Drop(ctx, job); err != nil {
+		r.s.log.Error("redisrpc: removing a dropped request from the processing list", "queue", r.s.cfg.Queue, "err", err)
+	}
+}
+
+// respond queues resp for its list; responses queued together go out in one
+// RPUSH per list, with one EXPIRE, pipelined by rueidis with other traffic.
+// At least once, the request leaves its processing list after.
+func (r *run) respond(key string, resp wire.Response, job lists.Msg) {
+	body := wire.AppendResponse(make([]byte, 0, 48+len(resp.ID)+len(resp.ReturnValue)+len(resp.Exception)), &resp)
+	it := lists.Item{Key: key, Value: rueidis.BinaryString(body)}
+	it.AckList, it.Ack = r.s.source.Ack(job)
+	r.s.pusher.Push(it)
+}
+
+// clip shortens a message for a log line.
+func clip(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"context"
+	"runtime"
+	"time"
+
+	"github.com/redisrpc/redisrpc/internal/deadline"
+	"github.com/redisrpc/redisrpc/internal/lists"
+)
+
+// loop pops requests from one list while slots are free, taking at most share
+// at once so that other lists get theirs, and hands them to workers. It
+// returns when the server stops; what a pop brings after that goes back.
+func (r *run) loop(loop lists.Loop, share int) {
+	s := r.s
+	backoff := time.Duration(0)
+	for {
+		n, ok := r.acquire(share)
+		if !ok {
+			return
+		}
+		// At most once a pop is never cancelled, since what Redis popped would
+		// be lost: PollInterval or a Wake brings it back. MaxPopWait covers a
+		// slow or vanished server.
+		popCtx := deadline.New(r.pops, time.Now().Add(lists.MaxPopWait))
+		msgs, err := s.source.Pop(popCtx, loop, PollInterval, n)
+		popCtx.Stop()
+		if r.stopped() {
+			r.release(n)
+			r.giveBack(msgs)
+			return
+		}
+		r.release(n - len(msgs))
+		if err != nil {
+			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			s.log.Error("redisrpc: taking requests", "queue", s.cfg.Queue, "err", err, "retry_in", backoff)
+			if !r.sleep(backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		for _, msg := range msgs {
+			select {
+			case r.work <- msg:
+			default: // no worker idle; there are fewer workers than slots
+				r.startWorker(msg)
+			}
+		}
+		// Let the workers just handed requests start before this loop goes
+		// back to Redis; on a single list another pop waits there already
+		// (Source.Loops), and on shards the delay is a goroutine switch.
+		runtime.Gosched()
+	}
+}
+
+// giveBack puts requests taken by a stopping server back on the queue.
+func (r *run) giveBack(msgs []lists.Msg) {
+	if len(msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+	defer cancel()
+	if err := r.s.source.GiveBack(ctx, msgs); err != nil {
+		r.s.log.Error("redisrpc: giving back requests taken while stopping", "queue", r.s.cfg.Queue, "requests", len(msgs), "err", err)
+		return
+	}
+	r.s.log.Debug("redisrpc: gave back requests taken while stopping", "queue", r.s.cfg.Queue, "requests", len(msgs))
+}
+
+// acquire waits for at least one free handler slot and takes up to limit. It
+// reports false once the server stops.
+func (r *run) acquire(limit int) (int, bool) {
+	for {
+		if r.stopped() { // stopping wins over a free slot
+			return 0, false
+		}
+		r.slotMu.Lock()
+		n := min(r.free, limit)
+		r.free -= n
+		r.slotMu.Unlock()
+		if n > 0 {
+			return n, true
+		}
+		select {
+		case <-r.freed:
+		case <-r.stopping:
+			return 0, false
+		}
+	}
+}
+
+// release returns n handler slots.
+func (r *run) release(n int) {
+	if n == 0 {
+		return
+	}
+	r.slotMu.Lock()
+	r.free += n
+	r.slotMu.Unlock()
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits for d, and reports false if the server stops first.
+func (r *run) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.stopping:
+		return false
+	}
+}

@@ -1,0 +1,309 @@
+// Package server is the engine of a redisrpc Mux: it takes requests from a
+// queue's lists, runs them on a bounded set of workers, pushes the responses,
+// keeps the server's leases, and stops as net/http's Server does.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/wire"
+)
+
+// Invoke answers one decoded request. It runs on a worker; a panic in it is
+// answered as an internal error.
+type Invoke func(ctx context.Context, req *wire.Request) wire.Response
+
+// Config configures a Server.
+type Config struct {
+	Queue       string
+	ID          string // the server's id, unique among the queue's servers
+	Shards      int
+	Concurrency int
+	MaxMessage  int
+	ResponseTTL time.Duration
+	Lease       time.Duration // how long the server may go silent before others rescue its requests
+	Reliable    bool          // at least once
+	Logger      *slog.Logger
+}
+
+var (
+	// ErrClosed is returned by Serve after Shutdown.
+	ErrClosed = errors.New("server closed")
+	// errStopped is the cause of the contexts of handlers cut off by a stop.
+	errStopped = errors.New("the server stopped before the handler returned")
+)
+
+// Timing of a stop and of pops.
+const (
+	// PollInterval bounds every blocking pop, so that loops notice Close and
+	// Shutdown without cancelling a pop, which could lose what it popped.
+	PollInterval = time.Second
+	// cutOffGrace is how long handlers whose contexts a stop cancelled have to
+	// return before they are abandoned.
+	cutOffGrace = time.Second
+	// giveBackTimeout bounds the Redis commands of a stop.
+	giveBackTimeout = 5 * time.Second
+)
+
+// Server serves one queue. It is safe for concurrent use.
+type Server struct {
+	rc     rueidis.Client
+	cfg    Config
+	invoke Invoke
+	source *lists.Source
+	pusher *lists.Pusher
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	closed bool // Shutdown was called
+	cur    *run // the Serve running, or nil
+}
+
+// New returns a Server for cfg that answers requests with invoke.
+func New(rc rueidis.Client, cfg Config, invoke Invoke) *Server {
+	s := &Server{rc: rc, cfg: cfg, invoke: invoke, log: cfg.Logger}
+	s.source = lists.NewSource(rc, cfg.Queue, cfg.Shards, cfg.ID, cfg.Lease, cfg.Reliable)
+	ttl := int64((cfg.ResponseTTL + time.Second - 1) / time.Second)
+	s.pusher = lists.NewPusher(rc, lists.PusherConfig{
+		TTL:    ttl,
+		Inline: true,
+		OnError: func(failed []lists.Item, err error) {
+			if len(failed) == 0 {
+				s.log.Error("redisrpc: removing answered requests from the processing list", "queue", cfg.Queue, "err", err)
+				return
+			}
+			s.log.Error("redisrpc: sending responses", "queue", cfg.Queue, "response_queue", failed[0].Key, "responses", len(failed), "err", err)
+		},
+		OnSettled: func(it lists.Item) { s.source.Settled(it.AckList, it.Ack) },
+	})
+	return s
+}
+
+// run is the state of one Serve.
+type run struct {
+	s   *Server
+	ctx context.Context // Serve's
+
+	stopOnce  sync.Once
+	stopping  chan struct{} // closed when the server stops taking requests
+	abortOnce sync.Once
+	aborted   chan struct{} // closed when handlers are cut off
+
+	handlers   context.Context // parent of the handlers' contexts
+	cutOff     context.CancelCauseFunc
+	pops       context.Context // parent of pops: cancelled on stop at least once
+	cancelPops context.CancelFunc
+
+	work chan lists.Msg // to an idle worker; closed when the loops have returned
+	done chan struct{}  // closed when Serve returns
+
+	mu      sync.Mutex
+	workers map[*worker]bool // live workers
+	idle    chan struct{}    // closed when no worker is left after work closed
+	closing bool             // work is closed
+
+	slotMu sync.Mutex
+	free   int           // handler slots not in use
+	freed  chan struct{} // signalled when a slot frees
+}
+
+// Serve serves until ctx ends or Shutdown is called; see Mux.Serve.
+func (s *Server) Serve(ctx context.Context) error {
+	r := &run{
+		s: s, ctx: ctx,
+		stopping: make(chan struct{}), aborted: make(chan struct{}),
+		work: make(chan lists.Msg), done: make(chan struct{}), workers: map[*worker]bool{}, idle: make(chan struct{}),
+		free: s.cfg.Concurrency, freed: make(chan struct{}, 1),
+	}
+	r.handlers, r.cutOff = context.WithCancelCause(context.WithoutCancel(ctx))
+	r.pops, r.cancelPops = context.WithCancel(context.Background())
+	if !s.cfg.Reliable {
+		r.pops = context.WithoutCancel(r.pops) // woken by Wake instead: see lists.Popper.Pop
+	}
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.cur != nil:
+		s.mu.Unlock()
+		return errors.New("Serve called while already serving")
+	}
+	s.cur = r
+	s.mu.Unlock()
+	defer func() {
+		r.cutOff(errStopped)
+		r.cancelPops()
+		s.mu.Lock()
+		s.cur = nil
+		s.mu.Unlock()
+		close(r.done)
+	}()
+
+	stopBeating := s.startBeating()
+	// Ending ctx stops at once: taking requests, and the handlers.
+	stopAfter := context.AfterFunc(ctx, func() {
+		r.stop()
+		r.abort()
+	})
+	defer stopAfter()
+
+	loops := s.source.Loops()
+	share := max(1, s.cfg.Concurrency/len(loops))
+	ended := make(chan struct{}, len(loops))
+	for _, loop := range loops {
+		go func() {
+			r.loop(loop, share)
+			ended <- struct{}{}
+		}()
+	}
+	for range loops {
+		<-ended
+	}
+	r.mu.Lock()
+	r.closing = true
+	close(r.work) // the loops, its only senders, have returned
+	if len(r.workers) == 0 {
+		close(r.idle)
+	}
+	r.mu.Unlock()
+	r.drain()
+	s.pusher.Wait()
+	stopBeating() // only now: Shutdown returns after this server has left
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
+}
+
+// drain waits for the workers to finish, or, once the stop turned hard, for
+// cutOffGrace more, then abandons the handlers that still run.
+func (r *run) drain() {
+	select {
+	case <-r.idle:
+		return
+	case <-r.aborted:
+	}
+	t := time.NewTimer(cutOffGrace)
+	defer t.Stop()
+	select {
+	case <-r.idle:
+		return
+	case <-t.C:
+	}
+	r.mu.Lock()
+	stuck := make([]*worker, 0, len(r.workers))
+	for w := range r.workers {
+		stuck = append(stuck, w)
+	}
+	r.mu.Unlock()
+	for _, w := range stuck {
+		r.abandon(w)
+	}
+}
+
+// stop makes the server take no more requests and ends its waiting pops.
+func (r *run) stop() {
+	r.stopOnce.Do(func() {
+		close(r.stopping)
+		r.cancelPops()
+		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+		defer cancel()
+		if err := r.s.source.Wake(ctx); err != nil {
+			r.s.log.Warn("redisrpc: waking the pops of a stopping server; they end within a second", "queue", r.s.cfg.Queue, "err", err)
+		}
+	})
+}
+
+// abort cuts off the running handlers: their contexts end with errStopped.
+func (r *run) abort() {
+	r.abortOnce.Do(func() {
+		r.cutOff(errStopped)
+		close(r.aborted)
+	})
+}
+
+func (r *run) stopped() bool {
+	select {
+	case <-r.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Shutdown stops the server taking requests and waits for Serve to finish the
+// running handlers, send their responses and leave; see Mux.Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	r := s.cur
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.stop()
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		r.abort()
+		return ctx.Err()
+	}
+}
+
+// startBeating keeps the server's leases until the returned function is
+// called, which then gives back what is left in its processing lists and
+// ends its leases.
+func (s *Server) startBeating() (stop func()) {
+	s.beat()
+	done, beating := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beating)
+		t := time.NewTicker(s.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.beat()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-beating
+		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+		defer cancel()
+		if err := s.source.Leave(ctx); err != nil {
+			s.log.Error("redisrpc: leaving", "queue", s.cfg.Queue, "err", err)
+		}
+	}
+}
+
+func (s *Server) beat() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Lease/3)
+	defer cancel()
+	b, err := s.source.Beat(ctx)
+	if err != nil {
+		s.log.Error("redisrpc: heartbeat", "queue", s.cfg.Queue, "err", err)
+	}
+	if b.Rescued > 0 {
+		s.log.Warn("redisrpc: gave back the requests of a silent server", "queue", s.cfg.Queue, "requests", b.Rescued)
+	}
+	if b.Stranded > 0 {
+		s.log.Warn("redisrpc: gave back requests of this server that nothing held", "queue", s.cfg.Queue, "requests", b.Stranded)
+	}
+	if b.Lapsed {
+		s.log.Warn("redisrpc: this server's lease ran out before it renewed it; other servers may run its requests again",
+			"queue", s.cfg.Queue, "lease", s.cfg.Lease)
+	}
+}
