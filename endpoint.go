@@ -2,9 +2,11 @@ package redisrpc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
@@ -124,4 +126,111 @@ func decodeArgs[Req any](fc *wire.FunctionCall) (Req, error) {
 		return whole, nil
 	}
 	return req, err
+}
+
+// Side says where code runs: in a Client making a call or in a Mux serving it.
+type Side uint8
+
+// The sides of a call.
+const (
+	SideClient Side = iota + 1
+	SideServer
+)
+
+// String returns "client" or "server".
+func (s Side) String() string {
+	switch s {
+	case SideClient:
+		return "client"
+	case SideServer:
+		return "server"
+	}
+	return "unknown"
+}
+
+// CallInfo describes one call, as interceptors on both sides see it and as a
+// handler reads it with CallInfoFromContext.
+type CallInfo struct {
+	Side     Side
+	Queue    string // the request queue
+	Function string
+	// ID is the request's id, unique among the calls of one client; ""
+	// for requests of classic clients and calls made WithClassicServer.
+	ID       string
+	Deadline time.Time // zero when the call has none
+	// Meta is the request's metadata. On the server it is what the caller
+	// sent; do not modify it. On the client it is what the call sends: an
+	// interceptor may set a new map, not modify the one it finds.
+	Meta map[string]string
+	// Sent is when the client sent the request, by its clock, on the server
+	// side; zero where the client did not say (classic clients).
+	Sent time.Time
+
+	next CallFunc // the innermost step: send the request, or run the handler
+}
+
+// CallFunc is one step of a call as interceptors see it, untyped: on a
+// Client it sends req, the Req passed to Call, and returns the decoded Resp;
+// on a Mux it runs the handler with req, the decoded Req, and returns its
+// Resp. Errors are as Call returns them and as handlers return them.
+type CallFunc func(ctx context.Context, info *CallInfo, req any) (any, error)
+
+// Interceptor wraps the calls of a Client or a Mux (WithInterceptors): it
+// may observe them, change the context or the request, or answer without
+// calling next, for example with an *Error to refuse a call.
+type Interceptor func(next CallFunc) CallFunc
+
+// chain wraps last in interceptors, the first outermost; a nil last calls
+// the call's own innermost step.
+func chain(interceptors []Interceptor, last CallFunc) CallFunc {
+	if last == nil {
+		last = func(ctx context.Context, info *CallInfo, req any) (any, error) { return info.next(ctx, info, req) }
+	}
+	for i := len(interceptors) - 1; i >= 0; i-- {
+		last = interceptors[i](last)
+	}
+	return last
+}
+
+type callInfoKey struct{}
+
+// CallInfoFromContext returns the call a handler serves, from the context it
+// was given, or nil for other contexts. It must not be modified.
+func CallInfoFromContext(ctx context.Context) *CallInfo {
+	info, _ := ctx.Value(callInfoKey{}).(*CallInfo)
+	return info
+}
+
+// NewIncomingContext returns a context that carries info as a handler's
+// context does, for calling a handler directly in tests: CallInfoFromContext
+// and IncomingMeta read it. It does not set a deadline; see
+// redisrpctest.HandlerContext for one that does.
+func NewIncomingContext(ctx context.Context, info CallInfo) context.Context {
+	info.Side = SideServer
+	return context.WithValue(ctx, callInfoKey{}, &info)
+}
+
+type outgoingMetaKey struct{}
+
+// WithOutgoingMeta returns a context whose calls send meta as the request's
+// metadata (for example a W3C traceparent). It replaces metadata set before.
+// The server's handler reads it with IncomingMeta.
+func WithOutgoingMeta(ctx context.Context, meta map[string]string) context.Context {
+	return context.WithValue(ctx, outgoingMetaKey{}, meta)
+}
+
+// OutgoingMeta returns the metadata that calls made with ctx send, or nil.
+func OutgoingMeta(ctx context.Context) map[string]string {
+	m, _ := ctx.Value(outgoingMetaKey{}).(map[string]string)
+	return m
+}
+
+// IncomingMeta returns the metadata the caller sent with the request a
+// handler serves, or nil. The map must not be modified. A handler's own
+// calls do not send it on unless their Client is made WithMetaForwarding.
+func IncomingMeta(ctx context.Context) map[string]string {
+	if info := CallInfoFromContext(ctx); info != nil && info.Side == SideServer {
+		return info.Meta
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -14,49 +15,114 @@ import (
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
-// handlerFunc is the one untyped shape every typed handler becomes: it takes the
-// function call as it came and returns the encoded result.
-type handlerFunc func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error)
+type muxConfig struct {
+	shared
+	concurrency int
+	responseTTL time.Duration
+	atLeastOnce bool
+	heartbeat   time.Duration
+	redact      bool
+}
+
+type muxOption func(*muxConfig)
+
+func (o muxOption) applyToMux(c *muxConfig) { o(c) }
+
+// WithConcurrency bounds how many handlers a Mux runs at once. The default is 64;
+// values below 1 mean 1.
+func WithConcurrency(n int) MuxOption {
+	return muxOption(func(c *muxConfig) { c.concurrency = max(n, 1) })
+}
+
+// WithResponseTTL sets the expiry a Mux gives a response list each time it
+// pushes a response, so that responses nobody collects do not stay in Redis. It
+// is rounded up to whole seconds. The default is one minute.
+func WithResponseTTL(d time.Duration) MuxOption {
+	return muxOption(func(c *muxConfig) { c.responseTTL = max(d, time.Second) })
+}
+
+// WithAtLeastOnce makes a Mux deliver each request at least once: it moves the
+// requests it takes into a processing list of its own, atomically, and removes
+// each only after its response is pushed; when a server's lease runs out (see
+// WithHeartbeat), live servers put its requests back at the head of the queue.
+// A request may then run more than once, so handlers must be idempotent. The
+// default is at most once.
+func WithAtLeastOnce() MuxOption {
+	return muxOption(func(c *muxConfig) { c.atLeastOnce = true })
+}
+
+// WithHeartbeat sets how long a Mux may go silent before it counts as gone:
+// its lease on the queue lasts that long and is renewed every third of it.
+// At least once, other servers then give its requests back to the queue. The
+// default is 10 seconds; values below 300ms mean 300ms.
+func WithHeartbeat(d time.Duration) MuxOption {
+	return muxOption(func(c *muxConfig) { c.heartbeat = max(d, 300*time.Millisecond) })
+}
+
+// WithRedactedErrors makes a Mux answer handler errors that are not an
+// *Error with CodeInternal and the message "internal error", and log their
+// text instead, so that internal details do not reach callers. By default
+// their text is sent verbatim, with no code.
+func WithRedactedErrors() MuxOption {
+	return muxOption(func(c *muxConfig) { c.redact = true })
+}
+
+// handler is the untyped shape every typed handler becomes. direct decodes
+// the arguments, runs the handler and encodes its result, with nothing boxed;
+// with interceptors, decode gives them the request as an any and call runs
+// the handler with it.
+type handler struct {
+	direct func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error)
+	decode func(fc *wire.FunctionCall) (any, error)
+	call   func(ctx context.Context, req any) (any, error)
+}
 
 // Mux serves the functions registered on it from one request queue. Register
 // handlers with Handle, then call Serve. It is safe for concurrent use; handlers
 // may be added while it serves.
 type Mux struct {
-	queue  string
-	opts   options
-	server *server.Server
+	queue     string
+	cfg       muxConfig
+	server    *server.Server
+	intercept CallFunc // the interceptors around the handler, or nil without any
 
 	mu       sync.Mutex
-	handlers atomic.Pointer[map[string]handlerFunc] // copied on write
+	handlers atomic.Pointer[map[string]*handler] // copied on write
 }
 
 // NewMux returns a Mux serving the request queue queue. It uses rc and never
 // closes it. It panics if rc is nil or queue is empty.
-func NewMux(rc rueidis.Client, queue string, opts ...Option) *Mux {
+func NewMux(rc rueidis.Client, queue string, opts ...MuxOption) *Mux {
 	mustQueue(rc, queue)
-	o := newOptions(opts)
-	m := &Mux{queue: queue, opts: o}
+	cfg := muxConfig{shared: defaultShared(), concurrency: 64, responseTTL: time.Minute, heartbeat: 10 * time.Second}
+	for _, o := range opts {
+		o.applyToMux(&cfg)
+	}
+	m := &Mux{queue: queue, cfg: cfg}
+	if len(cfg.interceptors) > 0 {
+		m.intercept = chain(cfg.interceptors, nil)
+	}
 	m.server = server.New(rc, server.Config{
 		Queue:       queue,
-		ID:          randomName(16),
-		Shards:      o.shards,
-		Concurrency: o.concurrency,
-		MaxMessage:  o.maxMessage,
-		ResponseTTL: o.responseTTL,
-		Lease:       o.heartbeat,
-		Reliable:    o.atLeastOnce,
-		Logger:      o.logger,
+		ID:          wire.RandomName(16),
+		Shards:      cfg.shards,
+		Concurrency: cfg.concurrency,
+		MaxMessage:  cfg.maxMessage,
+		ResponseTTL: cfg.responseTTL,
+		Lease:       cfg.heartbeat,
+		Reliable:    cfg.atLeastOnce,
+		Logger:      cfg.logger,
 	}, m.invoke)
-	m.handlers.Store(&map[string]handlerFunc{})
+	m.handlers.Store(&map[string]*handler{})
 	return m
 }
 
-// Handle registers h as the handler of endpoint e on m. h runs concurrently with
-// other handlers; its context carries the caller's deadline and metadata
-// (MetaFromContext). Returning an *Error chooses the code the caller sees; other
-// errors are sent with their message and no code, and a panic is sent as
-// CodeInternal. Handle panics if h is nil, e is a zero Endpoint, or e's name is
-// already registered.
+// Handle registers h as the handler of endpoint e on m. h runs concurrently
+// with other handlers; its context carries the caller's deadline, and the
+// call's CallInfo (CallInfoFromContext) with the caller's metadata
+// (IncomingMeta). What the caller sees of h's errors is listed in the package
+// documentation (Timeouts and failures). Handle panics if h is nil, e is a
+// zero Endpoint, or e's name is already registered.
 func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context, Req) (Resp, error)) {
 	if h == nil {
 		panic("redisrpc: Handle with a nil handler for " + e.name)
@@ -64,31 +130,52 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 	if e.name == "" {
 		panic("redisrpc: Handle with a zero Endpoint; make endpoints with NewEndpoint")
 	}
-	m.register(e.name, func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error) {
+	decode := func(fc *wire.FunctionCall) (Req, error) {
 		req, err := decodeArgs[Req](fc)
 		if err != nil {
-			return nil, NewError(CodeInvalidArgument, fmt.Sprintf("%s: %v", e.name, err))
+			return req, NewError(CodeInvalidArgument, fmt.Sprintf("%s: %v", e.name, err))
 		}
-		resp, err := h(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		b, err := json.Marshal(resp)
-		if err != nil {
-			return nil, NewError(CodeInternal, fmt.Sprintf("%s: encoding the result: %v", e.name, err))
-		}
-		return b, nil
+		return req, nil
+	}
+	m.register(e.name, &handler{
+		direct: func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error) {
+			req, err := decode(fc)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := h(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			return encodeResult(e.name, resp)
+		},
+		decode: func(fc *wire.FunctionCall) (any, error) { return decode(fc) },
+		call: func(ctx context.Context, v any) (any, error) {
+			req, ok := v.(Req)
+			if !ok && v != nil {
+				return nil, NewError(CodeInternal, fmt.Sprintf("%s: an interceptor passed on a %T, want a %T", e.name, v, req))
+			}
+			return h(ctx, req)
+		},
 	})
 }
 
-func (m *Mux) register(name string, h handlerFunc) {
+func encodeResult(function string, resp any) (json.RawMessage, error) {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return nil, NewError(CodeInternal, fmt.Sprintf("%s: encoding the result: %v", function, err))
+	}
+	return b, nil
+}
+
+func (m *Mux) register(name string, h *handler) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old := *m.handlers.Load()
 	if _, dup := old[name]; dup {
 		panic("redisrpc: Handle called twice for " + name)
 	}
-	next := make(map[string]handlerFunc, len(old)+1)
+	next := make(map[string]*handler, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
@@ -123,47 +210,112 @@ func (m *Mux) Serve(ctx context.Context) error {
 }
 
 // Shutdown stops m taking requests and waits for the running handlers to
-// return, their responses to be sent and, at least once, the server to leave
-// the queue; then Serve returns ErrServerClosed. An idle server stops within
-// a few round trips to Redis: its waiting pops are ended without losing what
-// they take, which goes back to the queue. If ctx ends first, Shutdown cancels
-// the handlers' contexts, as ending Serve's context does, and returns
-// ctx.Err(); Serve returns at most a second later. Shutdown may be called
-// before Serve, and more than once.
+// return, their responses to be sent and the server to leave the queue; then
+// Serve returns ErrServerClosed. An idle server stops within a few round
+// trips to Redis: its waiting pops are ended without losing what they take,
+// which goes back to the queue. If ctx ends first, Shutdown cancels the
+// handlers' contexts, as ending Serve's context does, and returns ctx.Err();
+// Serve returns at most a second later. Shutdown may be called before Serve,
+// and more than once.
 func (m *Mux) Shutdown(ctx context.Context) error { return m.server.Shutdown(ctx) }
 
-// invoke runs the handler of req and turns its outcome into a response.
+// handlerContext is the context of one request's handler: it carries the
+// call's CallInfo without a context.WithValue of its own.
+type handlerContext struct {
+	context.Context
+	info CallInfo
+}
+
+func (c *handlerContext) Value(key any) any {
+	if key == (callInfoKey{}) {
+		return &c.info
+	}
+	return c.Context.Value(key)
+}
+
+// invoke runs the handler of req, through the interceptors, and turns its
+// outcome into a response.
 func (m *Mux) invoke(ctx context.Context, req *wire.Request) wire.Response {
-	name := req.FunctionCall.Name
+	hc := &handlerContext{Context: ctx, info: CallInfo{
+		Side: SideServer, Queue: m.queue, Function: req.FunctionCall.Name, ID: req.ID, Meta: req.Meta,
+	}}
+	if req.Deadline != 0 {
+		hc.info.Deadline = time.UnixMilli(req.Deadline)
+	}
+	if req.Sent != 0 {
+		hc.info.Sent = time.UnixMilli(req.Sent)
+	}
+	h, missing := m.lookup(req.FunctionCall.Name)
+	var result json.RawMessage
+	var err error
+	switch {
+	case m.intercept == nil && missing != nil:
+		err = missing
+	case m.intercept == nil:
+		result, err = h.direct(hc, &req.FunctionCall)
+	default:
+		var in any
+		if missing == nil {
+			if in, missing = h.decode(&req.FunctionCall); missing != nil {
+				in = nil // interceptors see no request where none decoded
+			}
+		}
+		hc.info.next = func(ctx context.Context, _ *CallInfo, v any) (any, error) {
+			if missing != nil {
+				return nil, missing
+			}
+			return h.call(ctx, v)
+		}
+		var out any
+		if out, err = m.intercept(hc, &hc.info, in); err == nil {
+			result, err = encodeResult(req.FunctionCall.Name, out)
+		}
+	}
+	if err != nil {
+		return m.failure(hc, req, err)
+	}
+	return wire.Success(req.ID, result)
+}
+
+// lookup returns the handler of name, or the error a caller gets without one.
+func (m *Mux) lookup(name string) (*handler, error) {
 	if name == "" {
-		return wire.Failure(req.ID, string(CodeInvalidArgument), "request without a function name")
+		return nil, NewError(CodeInvalidArgument, "request without a function name")
 	}
-	h := (*m.handlers.Load())[name]
-	if h == nil {
-		return wire.Failure(req.ID, string(CodeNotFound), fmt.Sprintf("no function %q", name))
+	if h := (*m.handlers.Load())[name]; h != nil {
+		return h, nil
 	}
-	if len(req.Meta) > 0 {
-		ctx = context.WithValue(ctx, incomingMetaKey{}, req.Meta)
-	}
-	result, err := h(ctx, &req.FunctionCall)
-	if err == nil {
-		return wire.Success(req.ID, result)
-	}
+	return nil, NewError(CodeNotFound, fmt.Sprintf("no function %q", name))
+}
+
+// failure turns a handler's error into the response its caller gets, as the
+// package documentation lists.
+func (m *Mux) failure(ctx context.Context, req *wire.Request, err error) wire.Response {
+	name := req.FunctionCall.Name
 	var e *Error
 	switch {
 	case errors.As(err, &e):
-		return wire.Failure(req.ID, string(e.Code), e.Message)
+		resp := wire.Failure(req.ID, string(e.Code), e.Message)
+		if e.Details != nil {
+			details, derr := json.Marshal(e.Details)
+			if derr != nil {
+				m.cfg.logger.Error("redisrpc: encoding the details of an error", "queue", m.queue, "function", name, "err", derr)
+				return wire.Failure(req.ID, string(CodeInternal), fmt.Sprintf("%s: encoding the error details: %v", name, derr))
+			}
+			resp.Details = details
+		}
+		return resp
+	case server.CutOff(ctx):
+		msg := "the server stopped before the handler returned"
+		if !m.cfg.redact {
+			msg += ": " + err.Error()
+		}
+		return wire.Failure(req.ID, string(CodeUnavailable), msg)
 	case errors.Is(err, context.DeadlineExceeded):
 		return wire.Failure(req.ID, string(CodeDeadlineExceeded), err.Error())
+	case m.cfg.redact:
+		m.cfg.logger.Error("redisrpc: handler failed", "queue", m.queue, "function", name, "id", req.ID, "err", err)
+		return wire.Failure(req.ID, string(CodeInternal), "internal error")
 	}
 	return wire.Failure(req.ID, "", err.Error())
-}
-
-type incomingMetaKey struct{}
-
-// MetaFromContext returns the metadata the caller sent with the request a
-// handler serves, or nil. The map must not be modified.
-func MetaFromContext(ctx context.Context) map[string]string {
-	m, _ := ctx.Value(incomingMetaKey{}).(map[string]string)
-	return m
 }

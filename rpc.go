@@ -24,17 +24,20 @@
 // A service is a Redis list, its request queue. A client appends a request with RPUSH:
 //
 //	{"function_call": {"name": "add", "args": [5]}, "response_queue": "calc:rpc:K3...",
-//	 "id": "1f", "deadline": 1764050000000, "meta": {"traceparent": "..."}}
+//	 "id": "1f", "deadline": 1764050000000, "sent": 1764049999000,
+//	 "meta": {"traceparent": "..."}}
 //
 // A server pops it, runs the handler and appends the response to the response queue,
 // which it gives an expiry (WithResponseTTL):
 //
 //	{"return_value": 5, "id": "1f"}
-//	{"exception": "division by zero", "code": "invalid_argument", "id": "1f"}
+//	{"exception": "not enough stock", "code": "out_of_stock", "details": {"left": 2}, "id": "1f"}
 //
-// id, deadline, meta and code are optional; classic peers ignore them. A server
-// writes only to lists inside "<queue>:rpc:" and logs and drops requests naming
-// any other key. The full contract is the project's shared/PROTOCOL.md.
+// id, deadline, sent, meta, code and details are optional; classic peers
+// ignore them. A server writes only to lists inside "<queue>:rpc:" and logs
+// and drops requests naming any other key. The full contract, with every key
+// a server uses, is docs/protocol.md:
+// https://github.com/redisrpc/redisrpc/blob/main/docs/protocol.md
 //
 // Arguments map onto the request type Req like this: no arguments give the zero
 // Req; one positional argument is decoded into Req; named arguments (kwargs) are
@@ -105,32 +108,41 @@
 //
 // The caller's context deadline travels with the request, as Unix
 // milliseconds (deadlines past 2^53-1 ms, in the year 287396, are sent as
-// that). A server answers CodeInvalidArgument to a deadline that is not a
-// number from 1 to 2^53-1, does not start a request whose deadline has
-// passed, and ends the handler's context at the deadline. Call returns when
-// its context ends, with an error that matches ctx.Err() under errors.Is.
-// Calls without a deadline wait until the response comes, so give every call
-// a deadline. A failure reported by the remote side is an *Error with a Code;
+// that); a call whose context has none gets the Client's WithCallTimeout (30
+// seconds by default), so that no call waits for ever. A server answers
+// CodeInvalidArgument to a deadline that is not a number from 1 to 2^53-1,
+// does not start a request whose deadline has passed, and ends the handler's
+// context at the deadline. Call returns when its context ends, with an error
+// that matches ctx.Err() under errors.Is.
+//
+// A failure reported by the remote side is an *Error with a Code, a Message
+// and, optionally, Details. What a caller sees of a handler's error:
+//
+//   - an *Error, or an error wrapping one (fmt.Errorf("x: %w", e)): that
+//     *Error's code, message and details; the wrapping text is not sent;
+//   - context.DeadlineExceeded (the handler's context ended at the caller's
+//     deadline): CodeDeadlineExceeded;
+//   - any error, when the server's stop cut the handler off: CodeUnavailable;
+//   - any other error: its text, verbatim, with no code, or with
+//     WithRedactedErrors on the Mux, CodeInternal and "internal error", the
+//     text being logged by the server instead;
+//   - a panic, or runtime.Goexit: CodeInternal.
+//
 // Redis failures are returned wrapped, never retried.
 package redisrpc
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
-	"strconv"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
 
-	"github.com/redisrpc/redisrpc/internal/keys"
-	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/client"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -140,23 +152,35 @@ type Code string
 
 // The codes of the protocol.
 const (
-	CodeInvalidArgument  Code = "invalid_argument"  // arguments do not fit the function
-	CodeNotFound         Code = "not_found"         // no such function
-	CodeDeadlineExceeded Code = "deadline_exceeded" // the deadline passed
-	CodeInternal         Code = "internal"          // the handler panicked or its result did not encode
-	CodeUnavailable      Code = "unavailable"       // the service cannot serve now
+	CodeInvalidArgument  Code = wire.CodeInvalidArgument  // arguments do not fit the function
+	CodeNotFound         Code = wire.CodeNotFound         // no such function
+	CodeDeadlineExceeded Code = wire.CodeDeadlineExceeded // the deadline passed
+	CodeInternal         Code = wire.CodeInternal         // the handler panicked or its result did not encode
+	CodeUnavailable      Code = wire.CodeUnavailable      // the service cannot serve now
 )
 
 // Error is a failure reported by the remote side of a call, or returned by a
-// handler to choose the code its caller sees. Code is empty when the server sent
-// none, as classic servers do.
+// handler to choose what its caller sees. Code is empty when the server sent
+// none, as classic servers do. Details is optional structured data for
+// programs: a handler sets any value that encodes as JSON (see WithDetails);
+// a caller finds the JSON as a json.RawMessage and reads it with
+// ErrorDetails.
 type Error struct {
 	Code    Code
 	Message string
+	Details any
 }
 
 // NewError returns an *Error with the given code and message.
 func NewError(code Code, message string) *Error { return &Error{Code: code, Message: message} }
+
+// WithDetails returns a copy of e carrying details, which must encode as
+// JSON; a handler that returns it sends them to its caller.
+func (e *Error) WithDetails(details any) *Error {
+	c := *e
+	c.Details = details
+	return &c
+}
 
 // Error returns "code: message", or the message alone when there is no code.
 func (e *Error) Error() string {
@@ -187,6 +211,28 @@ func CodeOf(err error) Code {
 	return ""
 }
 
+// ErrorDetails decodes the details of the first *Error in err's chain into a
+// T. It reports false where there is no *Error, it has no details, or they
+// do not decode into a T.
+func ErrorDetails[T any](err error) (T, bool) {
+	var d T
+	var e *Error
+	if !errors.As(err, &e) || e.Details == nil {
+		return d, false
+	}
+	if v, ok := e.Details.(T); ok {
+		return v, true
+	}
+	raw, ok := e.Details.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(e.Details); err != nil {
+			return d, false
+		}
+	}
+	return d, json.Unmarshal(raw, &d) == nil
+}
+
 var (
 	// ErrServerClosed is returned by Mux.Serve after Shutdown.
 	ErrServerClosed = errors.New("redisrpc: server closed")
@@ -195,167 +241,155 @@ var (
 	// ErrClassicServer is returned by calls whose response came without an id, as
 	// classic servers send them; such servers need a Client made WithClassicServer.
 	ErrClassicServer = errors.New("redisrpc: response without id: the server looks classic; use WithClassicServer")
+	// ErrTooLarge is returned by calls whose request or response is larger
+	// than the Client's WithMaxMessageSize.
+	ErrTooLarge = errors.New("redisrpc: message too large")
 )
 
-// Option configures a Mux or a Client. Each option says which it applies to;
-// the other ignores it.
-type Option func(*options)
-
-type options struct {
-	logger      *slog.Logger
-	concurrency int
-	responseTTL time.Duration
-	classic     bool
-	atLeastOnce bool
-	heartbeat   time.Duration
-	maxMessage  int
-	shards      int
+// callError is a failed call of a function: "redisrpc: <function>: <why>",
+// without repeating the package's prefix where why has it.
+type callError struct {
+	function string
+	err      error
 }
 
-func newOptions(opts []Option) options {
-	o := options{logger: slog.Default(), concurrency: 64, responseTTL: time.Minute,
-		heartbeat: 10 * time.Second, maxMessage: 1 << 20, shards: 1}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o
+func (e *callError) Error() string {
+	return "redisrpc: " + e.function + ": " + strings.TrimPrefix(e.err.Error(), "redisrpc: ")
 }
+
+func (e *callError) Unwrap() error { return e.err }
+
+// Option configures both a Mux and a Client.
+type Option interface {
+	ClientOption
+	MuxOption
+}
+
+// ClientOption configures a Client.
+type ClientOption interface{ applyToClient(*clientConfig) }
+
+// MuxOption configures a Mux.
+type MuxOption interface{ applyToMux(*muxConfig) }
+
+// shared is what options meaningful to both a Mux and a Client set.
+type shared struct {
+	logger       *slog.Logger
+	shards       int
+	maxMessage   int
+	interceptors []Interceptor
+}
+
+func defaultShared() shared {
+	return shared{logger: slog.Default(), shards: 1, maxMessage: 1 << 20}
+}
+
+type option func(*shared)
+
+func (o option) applyToClient(c *clientConfig) { o(&c.shared) }
+func (o option) applyToMux(c *muxConfig)       { o(&c.shared) }
+
+type clientOption func(*clientConfig)
+
+func (o clientOption) applyToClient(c *clientConfig) { o(c) }
 
 // WithLogger sets where a Mux or Client logs dropped messages and Redis
 // failures. The default is slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) {
+	return option(func(o *shared) {
 		if l != nil {
 			o.logger = l
 		}
-	}
-}
-
-// WithConcurrency bounds how many handlers a Mux runs at once. The default is 64;
-// values below 1 mean 1.
-func WithConcurrency(n int) Option {
-	return func(o *options) { o.concurrency = max(n, 1) }
-}
-
-// WithResponseTTL sets the expiry a Mux gives a response list each time it
-// pushes a response, so that responses nobody collects do not stay in Redis. It
-// is rounded up to whole seconds. The default is one minute.
-func WithResponseTTL(d time.Duration) Option {
-	return func(o *options) { o.responseTTL = max(d, time.Second) }
-}
-
-// WithAtLeastOnce makes a Mux deliver each request at least once: it moves the
-// requests it takes into a processing list of its own, atomically, and removes
-// each only after its response is pushed; when a server stops beating (see
-// WithHeartbeat), live servers put its requests back at the head of the queue.
-// A request may then run more than once, so handlers must be idempotent. The
-// default is at most once.
-func WithAtLeastOnce() Option {
-	return func(o *options) { o.atLeastOnce = true }
-}
-
-// WithHeartbeat sets how long a Mux in at-least-once mode may go silent before
-// other servers give its requests back to the queue. It beats every third of
-// that. The default is 10 seconds; values below 300ms mean 300ms.
-func WithHeartbeat(d time.Duration) Option {
-	return func(o *options) { o.heartbeat = max(d, 300*time.Millisecond) }
-}
-
-// WithMaxMessageSize bounds the requests a Mux decodes, in bytes; larger ones
-// are answered with CodeInvalidArgument without being decoded or copied. The
-// default is 1 MiB.
-func WithMaxMessageSize(n int) Option {
-	return func(o *options) { o.maxMessage = max(n, 64) }
+	})
 }
 
 // WithShards spreads a service over n request lists on different hash slots,
 // and so, on Redis Cluster, over different masters: the queue itself and n-1
-// lists named after it. A Client sends each call to the next list in turn; a Mux
-// keeps a pop waiting on each and takes from each at most an equal share of its
-// free handler slots. Requests are taken in order within a list, not across
-// lists. Give a service's clients and servers the same n; classic clients use
-// the queue itself, which every Mux serves. The default is 1.
+// lists named after it. A Client sends each call to the next list in turn; a
+// Mux keeps a pop waiting on each and takes from each at most an equal share
+// of its free handler slots. Requests are taken in order within a list, not
+// across lists. Give a service's clients and servers the same n; classic
+// clients use the queue itself, which every Mux serves. The default is 1;
+// values above 1024 mean 1024.
 func WithShards(n int) Option {
-	return func(o *options) { o.shards = max(n, 1) }
+	return option(func(o *shared) { o.shards = max(n, 1) })
+}
+
+// WithMaxMessageSize bounds the messages a Mux or Client accepts, in bytes.
+// A Mux answers larger requests with CodeInvalidArgument without decoding or
+// copying them; a Client refuses to send a larger request and fails a call
+// whose response is larger, both with ErrTooLarge. The default is 1 MiB;
+// values below 64 mean 64.
+func WithMaxMessageSize(n int) Option {
+	return option(func(o *shared) { o.maxMessage = max(n, 64) })
+}
+
+// WithInterceptors adds interceptors to every call a Client makes or a Mux
+// serves, after those added before. The first interceptor is the outermost:
+// it sees a call first and its result last.
+func WithInterceptors(interceptors ...Interceptor) Option {
+	return option(func(o *shared) { o.interceptors = append(o.interceptors, interceptors...) })
+}
+
+type clientConfig struct {
+	shared
+	classic bool
+	forward bool
+	timeout time.Duration
 }
 
 // WithClassicServer makes a Client wait for each response on a list of its own,
 // as classic clients do, because classic servers do not echo ids. Such calls
 // work with every server but each one holds a Redis connection while it waits.
-func WithClassicServer() Option {
-	return func(o *options) { o.classic = true }
+func WithClassicServer() ClientOption {
+	return clientOption(func(c *clientConfig) { c.classic = true })
 }
 
-// pollInterval bounds the receivers' pops, so that they end when no call is
-// pending.
-const pollInterval = time.Second
+// WithMetaForwarding makes a Client's calls made from a handler's context
+// carry the metadata the handler's caller sent, under the metadata set with
+// WithOutgoingMeta, which wins where both have a key. By default a handler's
+// calls send only what WithOutgoingMeta sets.
+func WithMetaForwarding() ClientOption {
+	return clientOption(func(c *clientConfig) { c.forward = true })
+}
 
-// poppers is the number of pops a Client keeps waiting on its response list.
-const poppers = 2
-
-// maxBatch caps the responses a Client takes in one pop.
-const maxBatch = 256
+// WithCallTimeout sets the deadline of calls whose context has none, so that
+// no call waits for ever and none of its requests waits in the queue for
+// ever: servers drop requests past their deadline. The default is 30
+// seconds; values of 0 or less mean the default.
+func WithCallTimeout(d time.Duration) ClientOption {
+	return clientOption(func(c *clientConfig) {
+		if d > 0 {
+			c.timeout = d
+		}
+	})
+}
 
 // Client calls the functions served on one request queue. It is safe for
 // concurrent use. Its zero value is not usable; make one with NewClient.
 type Client struct {
-	rc       rueidis.Client
-	queue    string
-	lists    []string // request lists: the queue and its shards
-	replyKey string   // shared response list
-	opts     options
-	popper   *lists.Popper
-	pusher   *lists.Pusher
-	nextID   atomic.Uint64
-	nextList atomic.Uint32
-
-	mu        sync.Mutex
-	pending   map[string]chan result
-	receiving int // receive goroutines running, at most poppers
-	closed    bool
-	stop      context.CancelFunc
-	ctx       context.Context
-	wg        sync.WaitGroup
-}
-
-// result is a raw response, decoded by the calling goroutine, or an error.
-type result struct {
-	raw string
-	err error
+	queue  string
+	cfg    clientConfig
+	engine *client.Client
+	call   CallFunc // the interceptors around send, or nil without any
 }
 
 // NewClient returns a Client for the service whose request queue is queue. It
 // uses rc and never closes it. It panics if rc is nil or queue is empty.
-func NewClient(rc rueidis.Client, queue string, opts ...Option) *Client {
+func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 	mustQueue(rc, queue)
-	ctx, stop := context.WithCancel(context.Background())
-	o := newOptions(opts)
-	c := &Client{
-		rc:       rc,
-		queue:    queue,
-		lists:    keys.Shards(queue, o.shards),
-		replyKey: wire.ResponsePrefix(queue) + randomName(20),
-		opts:     o,
-		popper:   lists.NewPopper(rc),
-		pending:  make(map[string]chan result),
-		ctx:      ctx,
-		stop:     stop,
+	cfg := clientConfig{shared: defaultShared(), timeout: 30 * time.Second}
+	for _, o := range opts {
+		o.applyToClient(&cfg)
 	}
-	// Callers must never wait on Redis past their context: a goroutine sends.
-	c.pusher = lists.NewPusher(rc, lists.PusherConfig{OnError: c.pushFailed})
+	c := &Client{queue: queue, cfg: cfg}
+	c.engine = client.New(rc, client.Config{
+		Queue: queue, Shards: cfg.shards, Classic: cfg.classic, Logger: cfg.logger, MaxMessage: cfg.maxMessage,
+		Closed: ErrClientClosed, NoID: ErrClassicServer, TooLarge: ErrTooLarge,
+	})
+	if len(cfg.interceptors) > 0 {
+		c.call = chain(cfg.interceptors, nil)
+	}
 	return c
-}
-
-// pushFailed ends the calls whose requests could not be sent.
-func (c *Client) pushFailed(failed []lists.Item, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, it := range failed {
-		if ch, ok := c.pending[it.ID]; ok {
-			delete(c.pending, it.ID)
-			ch <- result{err: fmt.Errorf("sending the request: %w", err)}
-		}
-	}
 }
 
 // Close stops the client: calls in flight and later calls fail with
@@ -364,235 +398,118 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 // that nothing reaches Redis from c after it returns, and does not close the
 // rueidis client. It is safe to call more than once.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		c.stop()
-		c.failAll(ErrClientClosed)
-	}
-	c.mu.Unlock()
-	c.pusher.Stop()
-	c.wg.Wait()
+	c.engine.Close()
 	return nil
 }
 
-// Call calls endpoint e on the service of c with req and returns its result. It
-// returns when the response arrives or ctx ends, whichever is first; ctx's
-// deadline travels with the request.
+// Call calls endpoint e on the service of c with req and returns its result.
+// It returns when the response arrives or ctx ends, whichever is first; ctx's
+// deadline, or WithCallTimeout, travels with the request.
 //
-// Errors: an *Error when the server reported a failure (use errors.As or
-// CodeOf); an error matching ctx.Err() when ctx ended first; ErrClientClosed,
-// ErrClassicServer, or a wrapped Redis error otherwise.
+// Errors: an *Error when the server reported a failure (use errors.As,
+// CodeOf or ErrorDetails); an error matching ctx.Err() when ctx ended first;
+// ErrClientClosed, ErrClassicServer, ErrTooLarge, or a wrapped Redis error
+// otherwise. Each names the function: "redisrpc: add: ...".
 func Call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], req Req) (Resp, error) {
+	var resp Resp
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
+		defer cancel()
+	}
+	info := CallInfo{Side: SideClient, Queue: c.queue, Function: e.name, ID: c.engine.NewID(), Meta: c.meta(ctx)}
+	info.Deadline, _ = ctx.Deadline()
+	var err error
+	if c.call == nil {
+		resp, err = send(ctx, c, e, &info, req)
+	} else {
+		info.next = func(ctx context.Context, info *CallInfo, v any) (any, error) {
+			req, ok := v.(Req)
+			if !ok {
+				return nil, fmt.Errorf("an interceptor passed on a %T, want a %T", v, req)
+			}
+			return send(ctx, c, e, info, req)
+		}
+		var out any
+		out, err = c.call(ctx, &info, req)
+		if err == nil {
+			var ok bool
+			if resp, ok = out.(Resp); !ok && out != nil {
+				err = fmt.Errorf("an interceptor returned a %T, want a %T", out, resp)
+			}
+		}
+	}
+	if err != nil {
+		return resp, &callError{function: e.name, err: err}
+	}
+	return resp, nil
+}
+
+// send encodes req, sends it, and decodes the response: the innermost step of
+// a call, around which interceptors run.
+func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], info *CallInfo, req Req) (Resp, error) {
 	var resp Resp
 	fc, err := e.encode(req)
 	if err != nil {
 		return resp, err
 	}
-	raw, err := c.call(ctx, fc)
-	if err != nil {
-		return resp, fmt.Errorf("redisrpc: %s: %w", e.name, err)
+	r := wire.Request{FunctionCall: fc, ID: info.ID, Meta: info.Meta}
+	if !info.Deadline.IsZero() {
+		r.Deadline = wire.Deadline(info.Deadline)
 	}
-	if err := json.Unmarshal(raw, &resp); err != nil {
-		return resp, fmt.Errorf("redisrpc: %s: decoding the result: %w", e.name, err)
+	raw, err := c.engine.Call(ctx, &r)
+	if err != nil {
+		return resp, err
+	}
+	result, err := decodeResponse(raw)
+	if err != nil {
+		return resp, err
+	}
+	if err := json.Unmarshal(result, &resp); err != nil {
+		return resp, fmt.Errorf("decoding the result: %w", err)
 	}
 	return resp, nil
 }
 
-// call sends fc and returns the raw return value.
-func (c *Client) call(ctx context.Context, fc wire.FunctionCall) (json.RawMessage, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	req := wire.Request{FunctionCall: fc, Meta: metaToSend(ctx)}
-	if dl, ok := ctx.Deadline(); ok {
-		req.Deadline = wire.Deadline(dl)
-	}
-	if c.opts.classic {
-		return c.callClassic(ctx, req)
-	}
-	req.ResponseQueue = c.replyKey
-	req.ID = strconv.FormatUint(c.nextID.Add(1), 36)
-	body := wire.AppendRequest(make([]byte, 0, 96+len(c.replyKey)+len(fc.Name)+len(fc.Args)+len(fc.Kwargs)), &req)
-	ch := make(chan result, 1)
-	if err := c.register(req.ID, ch); err != nil {
-		return nil, err
-	}
-	// Requests queued by concurrent calls travel together in one RPUSH.
-	list := c.lists[0]
-	if len(c.lists) > 1 {
-		list = c.lists[int(c.nextList.Add(1))%len(c.lists)]
-	}
-	if !c.pusher.Push(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID}) {
-		c.unregister(req.ID) // Close came between register and Push
-		return nil, ErrClientClosed
-	}
-	select {
-	case r := <-ch:
-		return outcome(r)
-	case <-ctx.Done():
-		c.unregister(req.ID)
-		return nil, ctx.Err()
-	}
-}
-
-// callClassic waits for the response on a list of the call's own, with no id.
-func (c *Client) callClassic(ctx context.Context, req wire.Request) (json.RawMessage, error) {
-	req.ResponseQueue = wire.ResponsePrefix(c.queue) + randomName(8)
-	body := wire.AppendRequest(nil, &req)
-	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.queue).Element(rueidis.BinaryString(body)).Build()).Error(); err != nil {
-		return nil, fmt.Errorf("sending the request: %w", err)
-	}
-	wait := 0.0 // BLPOP's "for ever"; ctx still bounds it
-	if dl, ok := ctx.Deadline(); ok {
-		wait = max(time.Until(dl).Seconds(), 0.001)
-	}
-	kv, err := c.rc.Do(ctx, c.rc.B().Blpop().Key(req.ResponseQueue).Timeout(wait).Build()).AsStrSlice()
-	switch {
-	case rueidis.IsRedisNil(err) || ctx.Err() != nil:
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, context.DeadlineExceeded
-	case err != nil:
-		return nil, fmt.Errorf("waiting for the response: %w", err)
-	case len(kv) != 2:
-		return nil, fmt.Errorf("waiting for the response: unexpected BLPOP reply %q", kv)
-	}
-	return outcome(result{raw: kv[1]})
-}
-
-func outcome(r result) (json.RawMessage, error) {
-	if r.err != nil {
-		return nil, r.err
-	}
-	resp, err := wire.DecodeResponse(r.raw)
+// decodeResponse returns the return value of a raw response, or its failure
+// as an *Error.
+func decodeResponse(raw string) (json.RawMessage, error) {
+	resp, err := wire.DecodeResponse(raw)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("response: %w", err)
 	case resp.Failed():
-		return nil, &Error{Code: Code(resp.Code), Message: resp.Message()}
+		e := &Error{Code: Code(resp.Code), Message: resp.Message()}
+		if resp.Details != nil {
+			e.Details = json.RawMessage(resp.Details)
+		}
+		return nil, e
 	case resp.ReturnValue == nil:
 		return nil, fmt.Errorf("response: %w: neither return_value nor exception", wire.ErrMalformed)
 	}
 	return resp.ReturnValue, nil
 }
 
-// register records a pending call and makes sure a receiver runs.
-func (c *Client) register(id string, ch chan result) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return ErrClientClosed
+// meta returns the metadata a call made with ctx sends.
+func (c *Client) meta(ctx context.Context) map[string]string {
+	out := OutgoingMeta(ctx)
+	if !c.cfg.forward {
+		return out
 	}
-	c.pending[id] = ch
-	for c.receiving < poppers {
-		c.receiving++
-		c.wg.Add(1)
-		go c.receive()
+	in := IncomingMeta(ctx)
+	if len(in) == 0 {
+		return out
 	}
-	return nil
-}
-
-func (c *Client) unregister(id string) {
-	c.mu.Lock()
-	delete(c.pending, id)
-	c.mu.Unlock()
-}
-
-// failAll ends every pending call with err. c.mu must be held.
-func (c *Client) failAll(err error) {
-	for id, ch := range c.pending {
-		ch <- result{err: err}
-		delete(c.pending, id)
+	if len(out) == 0 {
+		return in
 	}
-}
-
-// receive pops responses from the shared list and hands them to their calls.
-// It runs while calls come, and ends on Close or when a wait for responses
-// timed out with no call pending.
-func (c *Client) receive() {
-	defer c.wg.Done()
-	var claimed []chan result // the calls of msgs, by index; nil where none
-	for {
-		_, msgs, err := c.popper.Pop(c.ctx, []string{c.replyKey}, pollInterval, maxBatch)
-		c.mu.Lock()
-		if c.closed {
-			c.receiving--
-			c.mu.Unlock()
-			return
-		}
-		if err != nil {
-			// Calls cannot learn their outcome without this list: fail them now
-			// rather than let them wait for a response that may never come.
-			c.opts.logger.Error("redisrpc: receiving responses", "queue", c.replyKey, "err", err)
-			c.failAll(fmt.Errorf("receiving the response: %w", err))
-		}
-		claimed = claimed[:0]
-		for _, msg := range msgs {
-			claimed = append(claimed, c.claim(msg))
-		}
-		if len(msgs) == 0 && len(c.pending) == 0 {
-			c.receiving--
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-		// Waking the callers outside c.mu keeps new calls from waiting on it.
-		for i, ch := range claimed {
-			if ch != nil {
-				ch <- result{raw: msgs[i]}
-			}
-		}
-		clear(claimed) // hold no finished call's channel while waiting
-		if len(msgs) > 0 {
-			// Let the callers just woken run before this goroutine goes back to
-			// Redis; the other receiver is waiting there already.
-			runtime.Gosched()
-		}
-		if err != nil { // Redis is failing: do not spin while calls keep coming
-			select {
-			case <-time.After(50 * time.Millisecond):
-			case <-c.ctx.Done():
-			}
-		}
+	m := make(map[string]string, len(in)+len(out))
+	for k, v := range in {
+		m[k] = v
 	}
-}
-
-// claim takes the call msg answers off the pending ones and returns its
-// channel, on which only the caller of claim may then send; nil if there is
-// none. c.mu must be held.
-func (c *Client) claim(msg string) chan result {
-	id, err := wire.ResponseID(msg)
-	if err != nil {
-		c.opts.logger.Warn("redisrpc: dropped a malformed response", "queue", c.replyKey, "err", err, "message", clip(msg))
-		return nil
+	for k, v := range out {
+		m[k] = v
 	}
-	if id == "" {
-		c.opts.logger.Error("redisrpc: response without id; calling a classic server needs WithClassicServer", "queue", c.replyKey)
-		c.failAll(ErrClassicServer)
-		return nil
-	}
-	ch, ok := c.pending[id]
-	if !ok {
-		c.opts.logger.Debug("redisrpc: dropped a response nobody waits for", "queue", c.replyKey, "id", id)
-		return nil
-	}
-	delete(c.pending, id)
-	return ch
-}
-
-type metaKey struct{}
-
-// ContextWithMeta returns a context whose calls send meta as the request's
-// metadata (for example a W3C traceparent). It replaces metadata set before.
-// Handlers read it with MetaFromContext; it is not forwarded further by itself.
-func ContextWithMeta(ctx context.Context, meta map[string]string) context.Context {
-	return context.WithValue(ctx, metaKey{}, meta)
-}
-
-func metaToSend(ctx context.Context) map[string]string {
-	m, _ := ctx.Value(metaKey{}).(map[string]string)
 	return m
 }
 
@@ -603,24 +520,4 @@ func mustQueue(rc rueidis.Client, q string) {
 	if q == "" {
 		panic("redisrpc: empty queue name")
 	}
-}
-
-// randomName returns n characters of A-Z0-9, the alphabet of classic response queues.
-func randomName(n int) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	b := make([]byte, n)
-	rand.Read(b) // never fails
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
-}
-
-// clip shortens a message for a log line.
-func clip(s string) string {
-	const n = 200
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,22 +21,21 @@ import (
 
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/internal/localredis"
-	"github.com/redisrpc/redisrpc/internal/rpctest"
+	"github.com/redisrpc/redisrpc/redisrpctest"
 )
 
-// rc talks to the Redis of the tests: REDIS_URL, else redis-server from PATH,
-// else the embedded server.
-var (
-	rc    rueidis.Client
-	redis *localredis.Server
-)
+// rc is the rueidis.Client of the examples: REDIS_URL, else redis-server
+// from PATH, else the embedded server. Tests get their own from
+// redisrpctest.Redis.
+var rc rueidis.Client
 
 func TestMain(m *testing.M) {
-	var err error
-	if redis, rc, err = localredis.StartWithClient(localredis.Any); err != nil {
+	redis, c, err := localredis.StartWithClient(localredis.Any)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	rc = c
 	fmt.Fprintf(os.Stderr, "testing against %s (%s)\n", redis.URL, redis.Kind)
 	code := m.Run()
 	rc.Close()
@@ -52,16 +53,14 @@ func TestMain(m *testing.M) {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newQueue returns a request queue no other test uses.
-func newQueue(t *testing.T) string {
-	return fmt.Sprintf("test:%s:%d", strings.ReplaceAll(t.Name(), "/", "."), time.Now().UnixNano())
-}
+func newQueue(t *testing.T) string { return redisrpctest.Queue(t) }
 
 // serve serves mux until the test ends, then shuts it down and checks that
 // Serve returned ErrServerClosed.
-func serve(t *testing.T, mux *redisrpc.Mux) { t.Helper(); rpctest.Serve(t, mux) }
+func serve(t *testing.T, mux *redisrpc.Mux) { t.Helper(); redisrpctest.Serve(t, mux) }
 
-func newClient(t *testing.T, queue string, opts ...redisrpc.Option) *redisrpc.Client {
-	c := redisrpc.NewClient(rc, queue, append([]redisrpc.Option{redisrpc.WithLogger(quiet)}, opts...)...)
+func newClient(t *testing.T, rc rueidis.Client, queue string, opts ...redisrpc.ClientOption) *redisrpc.Client {
+	c := redisrpc.NewClient(rc, queue, append([]redisrpc.ClientOption{redisrpc.WithLogger(quiet)}, opts...)...)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -74,7 +73,7 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 
 // rawCall pushes body to queue as a request and returns the response pushed to
 // respQueue, or "" if none came within wait.
-func rawCall(t *testing.T, queue, respQueue, body string, wait time.Duration) string {
+func rawCall(t *testing.T, rc rueidis.Client, queue, respQueue, body string, wait time.Duration) string {
 	t.Helper()
 	ctx := timeout(t, wait+5*time.Second)
 	if err := rc.Do(ctx, rc.B().Rpush().Key(queue).Element(body).Build()).Error(); err != nil {
@@ -97,6 +96,7 @@ type point struct {
 
 func TestCallRoundTrip(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	var (
@@ -123,7 +123,7 @@ func TestCallRoundTrip(t *testing.T) {
 		return &s, nil
 	})
 	serve(t, mux)
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	ctx := timeout(t, 10*time.Second)
 
 	if got, err := redisrpc.Call(ctx, c, add, 1.5); err != nil || got != 2.5 {
@@ -157,6 +157,7 @@ func TestCallRoundTrip(t *testing.T) {
 // TestArgumentMapping sends the classic calling conventions as raw requests.
 func TestArgumentMapping(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	echo := func(_ context.Context, v json.RawMessage) (json.RawMessage, error) { return v, nil }
@@ -183,7 +184,7 @@ func TestArgumentMapping(t *testing.T) {
 	}
 	for i, tt := range tests {
 		resp := fmt.Sprintf("%s:rpc:map%d", q, i)
-		got := rawCall(t, q, resp, fmt.Sprintf(`{"function_call":%s,"response_queue":%q}`, tt.call, resp), 5*time.Second)
+		got := rawCall(t, rc, q, resp, fmt.Sprintf(`{"function_call":%s,"response_queue":%q}`, tt.call, resp), 5*time.Second)
 		if strings.HasPrefix(tt.want, "{") {
 			if got != tt.want {
 				t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
@@ -200,12 +201,35 @@ func TestArgumentMapping(t *testing.T) {
 	}
 }
 
+// stock is the details of an out-of-stock error.
+type stock struct {
+	Item string `json:"item"`
+	Left int    `json:"left"`
+}
+
+// TestRemoteErrors: what a caller sees of each kind of handler failure, as
+// the package documentation lists it, with and without WithRedactedErrors.
 func TestRemoteErrors(t *testing.T) {
 	t.Parallel()
+	for _, redact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("redacted=%v", redact), func(t *testing.T) {
+			t.Parallel()
+			testRemoteErrors(t, redact)
+		})
+	}
+}
+
+func testRemoteErrors(t *testing.T, redact bool) {
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
-	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	opts := []redisrpc.MuxOption{redisrpc.WithLogger(quiet)}
+	if redact {
+		opts = append(opts, redisrpc.WithRedactedErrors())
+	}
+	mux := redisrpc.NewMux(rc, q, opts...)
 	div := redisrpc.NewEndpoint[float64, float64]("div")
-	redisrpc.Handle(mux, div, func(_ context.Context, x float64) (float64, error) {
+	outOfStock := redisrpc.NewError("out_of_stock", "not enough stock").WithDetails(stock{"apple", 2})
+	redisrpc.Handle(mux, div, func(ctx context.Context, x float64) (float64, error) {
 		switch x {
 		case 0:
 			return 0, errors.New("division by zero")
@@ -213,44 +237,68 @@ func TestRemoteErrors(t *testing.T) {
 			return 0, redisrpc.NewError("overflow", "too big")
 		case -2:
 			panic("boom")
+		case -3:
+			return 0, fmt.Errorf("reserving: %w", outOfStock)
+		case -4:
+			<-ctx.Done()
+			return 0, ctx.Err()
+		case -5:
+			return 0, redisrpc.NewError("bad", "details that do not encode").WithDetails(func() {})
 		}
 		return 1 / x, nil
 	})
 	serve(t, mux)
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	ctx := timeout(t, 10*time.Second)
-
+	call := func(e redisrpc.Endpoint[float64, float64], x float64) func() error {
+		return func() error { _, err := redisrpc.Call(ctx, c, e, x); return err }
+	}
+	plainCode, plainMsg := redisrpc.Code(""), "division by zero"
+	if redact {
+		plainCode, plainMsg = redisrpc.CodeInternal, "internal error"
+	}
 	tests := []struct {
 		name     string
 		call     func() error
 		wantCode redisrpc.Code
 		wantMsg  string
 	}{
-		{"plain error", func() error { _, err := redisrpc.Call(ctx, c, div, 0); return err }, "", "division by zero"},
-		{"own code", func() error { _, err := redisrpc.Call(ctx, c, div, -1); return err }, "overflow", "too big"},
-		{"panic", func() error { _, err := redisrpc.Call(ctx, c, div, -2); return err }, redisrpc.CodeInternal, "internal error in div"},
-		{"not found", func() error {
-			_, err := redisrpc.Call(ctx, c, redisrpc.NewEndpoint[float64, float64]("mod"), 1)
-			return err
-		}, redisrpc.CodeNotFound, `no function "mod"`},
+		{"plain error", call(div, 0), plainCode, plainMsg},
+		{"own code", call(div, -1), "overflow", "too big"},
+		{"panic", call(div, -2), redisrpc.CodeInternal, "internal error in div"},
+		{"wrapped *Error with details", call(div, -3), "out_of_stock", "not enough stock"},
+		{"details that do not encode", call(div, -5), redisrpc.CodeInternal, ""},
+		{"not found", call(redisrpc.NewEndpoint[float64, float64]("mod"), 1), redisrpc.CodeNotFound, `no function "mod"`},
 		{"invalid argument", func() error {
 			_, err := redisrpc.Call(ctx, c, redisrpc.NewEndpoint[string, float64]("div"), "x")
 			return err
 		}, redisrpc.CodeInvalidArgument, ""},
+		{"the handler's context.DeadlineExceeded", func() error {
+			ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			_, err := redisrpc.Call(ctx, c, div, -4)
+			return err
+		}, redisrpc.CodeDeadlineExceeded, ""},
 	}
 	for _, tt := range tests {
 		err := tt.call()
+		if redisrpc.CodeOf(err) != tt.wantCode {
+			t.Errorf("%s: got %v, code %q; want code %q", tt.name, err, redisrpc.CodeOf(err), tt.wantCode)
+		}
 		var rerr *redisrpc.Error
-		if !errors.As(err, &rerr) {
-			t.Errorf("%s: got %v, want a *redisrpc.Error", tt.name, err)
-			continue
+		if tt.wantMsg != "" && (!errors.As(err, &rerr) || rerr.Message != tt.wantMsg) {
+			t.Errorf("%s: got %v, want an *Error with message %q", tt.name, err, tt.wantMsg)
 		}
-		if rerr.Code != tt.wantCode || redisrpc.CodeOf(err) != tt.wantCode {
-			t.Errorf("%s: got code %q, want %q", tt.name, rerr.Code, tt.wantCode)
-		}
-		if tt.wantMsg != "" && rerr.Message != tt.wantMsg {
-			t.Errorf("%s: got message %q, want %q", tt.name, rerr.Message, tt.wantMsg)
-		}
+	}
+	_, err := redisrpc.Call(ctx, c, div, -3)
+	if got, ok := redisrpc.ErrorDetails[stock](err); !ok || got != (stock{"apple", 2}) {
+		t.Errorf("ErrorDetails of out_of_stock: got %+v, %v; want {apple 2}, true", got, ok)
+	}
+	if want := `redisrpc: div: out_of_stock: not enough stock`; err.Error() != want {
+		t.Errorf("error text: got %q, want %q", err, want)
+	}
+	if _, ok := redisrpc.ErrorDetails[stock](errors.New("x")); ok {
+		t.Error("ErrorDetails of a plain error: got ok, want false")
 	}
 	// The server survived the panic.
 	if got, err := redisrpc.Call(ctx, c, div, 4); err != nil || got != 0.25 {
@@ -260,6 +308,7 @@ func TestRemoteErrors(t *testing.T) {
 
 func TestDeadline(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	type seen struct {
@@ -278,7 +327,7 @@ func TestDeadline(t *testing.T) {
 		return mode, ctx.Err()
 	})
 	serve(t, mux)
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 
 	// The deadline travels with the call.
 	dl := time.Now().Add(5 * time.Second)
@@ -310,6 +359,7 @@ func TestDeadline(t *testing.T) {
 
 func TestExpiredRequestNotRun(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	var runs atomic.Int32
@@ -326,7 +376,7 @@ func TestExpiredRequestNotRun(t *testing.T) {
 	}
 	serve(t, mux)
 	// Requests are taken in order: once the next one is answered, the late one was seen.
-	ontime := newClient(t, q)
+	ontime := newClient(t, rc, q)
 	if _, err := redisrpc.Call(ctx, ontime, redisrpc.NewEndpoint[string, string]("run"), "ontime"); err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +390,8 @@ func TestExpiredRequestNotRun(t *testing.T) {
 
 func TestCallWithoutServerReturnsAtDeadline(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, newQueue(t))
+	rc := redisrpctest.Redis(t)
+	c := newClient(t, rc, newQueue(t))
 	ctx := timeout(t, 200*time.Millisecond)
 	start := time.Now()
 	_, err := redisrpc.Call(ctx, c, redisrpc.NewEndpoint[int, int]("f"), 1)
@@ -354,6 +405,7 @@ func TestCallWithoutServerReturnsAtDeadline(t *testing.T) {
 
 func TestMalformedRequests(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	echo := redisrpc.NewEndpoint[string, string]("echo")
@@ -379,7 +431,7 @@ func TestMalformedRequests(t *testing.T) {
 		}
 	}
 	// The server still answers, and wrote nowhere else.
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	if got, err := redisrpc.Call(ctx, c, echo, "alive"); err != nil || got != "alive" {
 		t.Fatalf("echo after bad input: got %q, %v; want alive, nil", got, err)
 	}
@@ -395,6 +447,7 @@ func TestMalformedRequests(t *testing.T) {
 
 func TestConcurrencyBound(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	const limit, calls = 3, 12
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(limit))
@@ -409,7 +462,7 @@ func TestConcurrencyBound(t *testing.T) {
 		return x, nil
 	})
 	serve(t, mux)
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	ctx := timeout(t, 20*time.Second)
 	var wg sync.WaitGroup
 	for i := range calls {
@@ -427,12 +480,13 @@ func TestConcurrencyBound(t *testing.T) {
 
 func TestManyConcurrentCalls(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	double := redisrpc.NewEndpoint[int, int]("double")
 	redisrpc.Handle(mux, double, func(_ context.Context, x int) (int, error) { return 2 * x, nil })
 	serve(t, mux)
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	ctx := timeout(t, 30*time.Second)
 	var wg sync.WaitGroup
 	for i := range 1000 {
@@ -447,6 +501,7 @@ func TestManyConcurrentCalls(t *testing.T) {
 
 func TestShutdownDrains(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	started, release := make(chan struct{}), make(chan struct{})
@@ -458,7 +513,7 @@ func TestShutdownDrains(t *testing.T) {
 	})
 	served := make(chan error, 1)
 	go func() { served <- mux.Serve(context.Background()) }()
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	ctx := timeout(t, 10*time.Second)
 	called := make(chan error, 1)
 	go func() {
@@ -504,6 +559,7 @@ func TestShutdownDrains(t *testing.T) {
 
 func TestShutdownGivesUp(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	started, handlerErr := make(chan struct{}), make(chan error, 1)
@@ -516,7 +572,7 @@ func TestShutdownGivesUp(t *testing.T) {
 	})
 	served := make(chan error, 1)
 	go func() { served <- mux.Serve(context.Background()) }()
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	go redisrpc.Call(timeout(t, 10*time.Second), c, stuck, "x")
 	<-started
 	if err := mux.Shutdown(timeout(t, 100*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
@@ -532,6 +588,7 @@ func TestShutdownGivesUp(t *testing.T) {
 
 func TestServeContextEnds(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	mux := redisrpc.NewMux(rc, newQueue(t), redisrpc.WithLogger(quiet))
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -550,16 +607,17 @@ func TestServeContextEnds(t *testing.T) {
 
 func TestMeta(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	trace := redisrpc.NewEndpoint[struct{}, string]("trace")
 	redisrpc.Handle(mux, trace, func(ctx context.Context, _ struct{}) (string, error) {
-		return redisrpc.MetaFromContext(ctx)["traceparent"], nil
+		return redisrpc.IncomingMeta(ctx)["traceparent"], nil
 	})
 	serve(t, mux)
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-	ctx := redisrpc.ContextWithMeta(timeout(t, 10*time.Second), map[string]string{"traceparent": tp})
+	ctx := redisrpc.WithOutgoingMeta(timeout(t, 10*time.Second), map[string]string{"traceparent": tp})
 	if got, err := redisrpc.Call(ctx, c, trace, struct{}{}); err != nil || got != tp {
 		t.Errorf("got %q, %v; want %q", got, err, tp)
 	}
@@ -569,6 +627,7 @@ func TestMeta(t *testing.T) {
 // call fails at once with ErrClassicServer instead of waiting.
 func TestClassicServerWithoutOption(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	ctx := timeout(t, 10*time.Second)
 	go func() { // a classic server, by hand
@@ -582,7 +641,7 @@ func TestClassicServerWithoutOption(t *testing.T) {
 		json.Unmarshal([]byte(kv[1]), &req)
 		rc.Do(ctx, rc.B().Rpush().Key(req.ResponseQueue).Element(`{"return_value": 1}`).Build())
 	}()
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	start := time.Now()
 	_, err := redisrpc.Call(ctx, c, redisrpc.NewEndpoint[int, int]("f"), 1)
 	if !errors.Is(err, redisrpc.ErrClassicServer) {
@@ -597,6 +656,7 @@ func TestClassicServerWithoutOption(t *testing.T) {
 // server too, and sends no id.
 func TestClassicClientMode(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	add := redisrpc.NewEndpoint[float64, float64]("add")
@@ -606,7 +666,7 @@ func TestClassicClientMode(t *testing.T) {
 		return "", ctx.Err()
 	})
 	serve(t, mux)
-	c := newClient(t, q, redisrpc.WithClassicServer())
+	c := newClient(t, rc, q, redisrpc.WithClassicServer())
 	if got, err := redisrpc.Call(timeout(t, 10*time.Second), c, add, 1); err != nil || got != 2 {
 		t.Errorf("add(1): got %v, %v; want 2, nil", got, err)
 	}
@@ -624,59 +684,9 @@ func TestClassicClientMode(t *testing.T) {
 
 // TestRedisGone: with Redis unreachable, calls fail with an error instead of
 // hanging, and Serve keeps trying until stopped.
-func TestRedisGone(t *testing.T) {
-	t.Parallel()
-	srv, err := localredis.StartEmbedded() // a server of its own, to stop
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt, err := srv.Options()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableRetry = true
-	gone, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gone.Close()
-	srv.Close()
-
-	q := newQueue(t)
-	mux := redisrpc.NewMux(gone, q, redisrpc.WithLogger(quiet))
-	redisrpc.Handle(mux, redisrpc.NewEndpoint[int, int]("f"), func(_ context.Context, x int) (int, error) { return x, nil })
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- mux.Serve(ctx) }()
-
-	c := redisrpc.NewClient(gone, q, redisrpc.WithLogger(quiet))
-	defer c.Close()
-	callDone := make(chan error, 1)
-	go func() {
-		_, err := redisrpc.Call(context.Background(), c, redisrpc.NewEndpoint[int, int]("f"), 1)
-		callDone <- err
-	}()
-	select {
-	case err := <-callDone:
-		if err == nil || errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Call: got %v, want a Redis error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("Call without a deadline hung with Redis gone")
-	}
-	cancel()
-	select {
-	case err := <-served:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Serve: got %v, want context.Canceled", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Error("Serve did not return after its context ended")
-	}
-}
-
 func TestMisuse(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	mux := redisrpc.NewMux(rc, newQueue(t))
 	e := redisrpc.NewEndpoint[int, int]("f")
 	redisrpc.Handle(mux, e, func(_ context.Context, x int) (int, error) { return x, nil })
@@ -705,7 +715,7 @@ func TestMisuse(t *testing.T) {
 			tt.f()
 		}()
 	}
-	c := newClient(t, newQueue(t))
+	c := newClient(t, rc, newQueue(t))
 	if _, err := redisrpc.Call(context.Background(), c, redisrpc.Endpoint[int, int]{}, 1); err == nil {
 		t.Error("Call of a zero Endpoint: got nil error, want one")
 	}
@@ -775,67 +785,12 @@ func ExampleCodeOf() {
 	// Output: no answer in time
 }
 
-// TestThousandCallsFewConnections: 1,000 calls in flight from one client use
-// a handful of Redis connections: the pipelined ones plus two waiting pops.
-func TestThousandCallsFewConnections(t *testing.T) {
-	t.Parallel()
-	if redis.Embedded {
-		t.Skip("the embedded server does not list clients by name")
-	}
-	opt, err := redis.Options()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ClientName = fmt.Sprintf("conns-%d", time.Now().UnixNano())
-	own, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer own.Close()
-
-	const calls = 1000
-	q := newQueue(t)
-	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(calls))
-	var inside sync.WaitGroup
-	inside.Add(calls)
-	release := make(chan struct{})
-	hold := redisrpc.NewEndpoint[int, int]("hold")
-	redisrpc.Handle(mux, hold, func(_ context.Context, x int) (int, error) {
-		inside.Done()
-		<-release
-		return x, nil
-	})
-	serve(t, mux)
-	c := redisrpc.NewClient(own, q, redisrpc.WithLogger(quiet))
-	defer c.Close()
-	ctx := timeout(t, 60*time.Second)
-	var wg sync.WaitGroup
-	for i := range calls {
-		wg.Go(func() {
-			if got, err := redisrpc.Call(ctx, c, hold, i); err != nil || got != i {
-				t.Errorf("hold(%d): got %d, %v", i, got, err)
-			}
-		})
-	}
-	inside.Wait() // every call is in flight
-	list, err := rc.Do(ctx, rc.B().ClientList().Build()).ToString()
-	close(release)
-	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := strings.Count(list, "name="+opt.ClientName+" ")
-	t.Logf("%d calls in flight over %d connections", calls, n)
-	if n == 0 || n > 8 {
-		t.Errorf("connections of the client: got %d, want 1 to 8", n)
-	}
-}
-
 // TestDuplicateResponsesIgnored: of two responses for one id, as at-least-once
 // delivery may produce, the call gets one and the other is dropped: it never
 // reaches a later call.
 func TestDuplicateResponsesIgnored(t *testing.T) {
 	t.Parallel()
+	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	done := make(chan struct{})
@@ -861,7 +816,7 @@ func TestDuplicateResponsesIgnored(t *testing.T) {
 			}
 		}
 	}()
-	c := newClient(t, q)
+	c := newClient(t, rc, q)
 	f := redisrpc.NewEndpoint[int, int]("f")
 	for i := 1; i <= 3; i++ {
 		// Two receivers pop the response list, so either response may come first.
@@ -871,9 +826,6 @@ func TestDuplicateResponsesIgnored(t *testing.T) {
 	}
 }
 
-// TestShards: a Client with WithShards spreads calls evenly over the lists,
-// a Mux with the same setting serves them all, and the plain queue still
-// serves classic clients.
 // TestShards: requests spread evenly over the shards, whatever braces the
 // queue name holds, and a server of the same shards serves them all.
 func TestShards(t *testing.T) {
@@ -894,8 +846,9 @@ func TestShards(t *testing.T) {
 }
 
 func testShards(t *testing.T, q string) {
+	rc := redisrpctest.Redis(t)
 	const shards, calls = 3, 9
-	c := newClient(t, q, redisrpc.WithShards(shards))
+	c := newClient(t, rc, q, redisrpc.WithShards(shards))
 	double := redisrpc.NewEndpoint[int, int]("double")
 	ctx := timeout(t, 20*time.Second)
 	var wg sync.WaitGroup
@@ -937,7 +890,7 @@ func testShards(t *testing.T, q string) {
 	redisrpc.Handle(mux, double, func(_ context.Context, x int) (int, error) { return 2 * x, nil })
 	serve(t, mux)
 	wg.Wait()
-	classic := newClient(t, q, redisrpc.WithClassicServer())
+	classic := newClient(t, rc, q, redisrpc.WithClassicServer())
 	if got, err := redisrpc.Call(ctx, classic, double, 21); err != nil || got != 42 {
 		t.Errorf("a classic client on the plain queue: got %d, %v; want 42", got, err)
 	}
@@ -1017,13 +970,13 @@ func ExampleWithAtLeastOnce() {
 	// Output: true <nil>
 }
 
-// ExampleContextWithMeta sends a W3C traceparent with a call; the handler
-// reads it with MetaFromContext.
-func ExampleContextWithMeta() {
+// ExampleWithOutgoingMeta sends a W3C traceparent with a call; the handler
+// reads it with IncomingMeta.
+func ExampleWithOutgoingMeta() {
 	whoami := redisrpc.NewEndpoint[struct{}, string]("trace")
 	mux := redisrpc.NewMux(rc, "example:meta")
 	redisrpc.Handle(mux, whoami, func(ctx context.Context, _ struct{}) (string, error) {
-		return redisrpc.MetaFromContext(ctx)["traceparent"], nil
+		return redisrpc.IncomingMeta(ctx)["traceparent"], nil
 	})
 	go mux.Serve(context.Background())
 	defer mux.Shutdown(context.Background())
@@ -1032,7 +985,307 @@ func ExampleContextWithMeta() {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ctx = redisrpc.ContextWithMeta(ctx, map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+	ctx = redisrpc.WithOutgoingMeta(ctx, map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
 	fmt.Println(redisrpc.Call(ctx, c, whoami, struct{}{}))
 	// Output: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 <nil>
+}
+
+var add1 = redisrpc.NewEndpoint[int, int]("add1")
+
+// recorder is an interceptor that notes each call going in and its result
+// coming out.
+type recorder struct {
+	mu    sync.Mutex
+	notes []string
+}
+
+func (r *recorder) note(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, s)
+}
+
+func (r *recorder) interceptor(name string) redisrpc.Interceptor {
+	return func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			r.note(fmt.Sprintf("%s> %s %s(%v)", name, info.Side, info.Function, req))
+			resp, err := next(ctx, info, req)
+			r.note(fmt.Sprintf("%s< %v %v", name, resp, err))
+			return resp, err
+		}
+	}
+}
+
+type userKey struct{}
+
+// TestInterceptors: the chains of a client and a server run in the order
+// given, see the call's information and values, and can refuse a call,
+// change its context, its metadata and its request.
+func TestInterceptors(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	var rec recorder
+	var runs atomic.Int32
+	auth := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			if info.Meta["token"] != "s3cret" {
+				return nil, redisrpc.NewError("unauthenticated", "no token")
+			}
+			return next(context.WithValue(ctx, userKey{}, "ann"), info, req)
+		}
+	}
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet),
+		redisrpc.WithInterceptors(rec.interceptor("s1"), rec.interceptor("s2")), redisrpc.WithInterceptors(auth))
+	seen := make(chan redisrpc.CallInfo, 1)
+	redisrpc.Handle(mux, add1, func(ctx context.Context, x int) (int, error) {
+		runs.Add(1)
+		if ctx.Value(userKey{}) != "ann" {
+			return 0, errors.New("the interceptor's context did not reach the handler")
+		}
+		seen <- *redisrpc.CallInfoFromContext(ctx)
+		return x + 1, nil
+	})
+	serve(t, mux)
+	token := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			meta := map[string]string{"token": "s3cret"}
+			for k, v := range info.Meta {
+				meta[k] = v
+			}
+			info.Meta = meta
+			return next(ctx, info, req)
+		}
+	}
+	var clientInfo redisrpc.CallInfo
+	keep := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			clientInfo = *info
+			return next(ctx, info, req)
+		}
+	}
+	c := newClient(t, rc, q, redisrpc.WithInterceptors(rec.interceptor("c1"), rec.interceptor("c2"), token, keep))
+	deadline := time.Now().Add(5 * time.Second)
+	ctx, cancel := context.WithDeadline(redisrpc.WithOutgoingMeta(context.Background(), map[string]string{"k": "v"}), deadline)
+	defer cancel()
+	if got, err := redisrpc.Call(ctx, c, add1, 41); err != nil || got != 42 {
+		t.Fatalf("add1(41): got %d, %v; want 42, nil", got, err)
+	}
+	want := []string{"c1> client add1(41)", "c2> client add1(41)", "s1> server add1(41)", "s2> server add1(41)",
+		"s2< 42 <nil>", "s1< 42 <nil>", "c2< 42 <nil>", "c1< 42 <nil>"}
+	if !slices.Equal(rec.notes, want) {
+		t.Errorf("the order of interceptors:\n got %q\nwant %q", rec.notes, want)
+	}
+	info := <-seen
+	if info.Side != redisrpc.SideServer || info.Queue != q || info.Function != "add1" || info.ID == "" || info.ID != clientInfo.ID ||
+		info.Deadline.Sub(deadline).Abs() > time.Millisecond || time.Since(info.Sent) > 5*time.Second ||
+		info.Meta["k"] != "v" || info.Meta["token"] != "s3cret" {
+		t.Errorf("the handler's CallInfo: got %+v; want server side, queue %s, add1, the client's id %q, deadline %v, sent now, meta k and token",
+			info, q, clientInfo.ID, deadline)
+	}
+	if clientInfo.Side != redisrpc.SideClient || clientInfo.Queue != q || clientInfo.Function != "add1" || !clientInfo.Deadline.Equal(deadline) {
+		t.Errorf("the client's CallInfo: got %+v", clientInfo)
+	}
+
+	// Without the token the server's interceptor refuses the call: the
+	// handler does not run.
+	plain := newClient(t, rc, q)
+	before := runs.Load()
+	if _, err := redisrpc.Call(ctx, plain, add1, 1); redisrpc.CodeOf(err) != "unauthenticated" {
+		t.Errorf("a call without the token: got %v, want code unauthenticated", err)
+	}
+	if runs.Load() != before {
+		t.Error("the handler ran for a refused call")
+	}
+
+	// A client interceptor may change the request, or answer by itself.
+	double := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			return next(ctx, info, req.(int)*2)
+		}
+	}
+	cached := func(redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(context.Context, *redisrpc.CallInfo, any) (any, error) { return 7, nil }
+	}
+	wrong := func(redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(context.Context, *redisrpc.CallInfo, any) (any, error) { return "seven", nil }
+	}
+	if got, err := redisrpc.Call(ctx, newClient(t, rc, q, redisrpc.WithInterceptors(token, double)), add1, 10); err != nil || got != 21 {
+		t.Errorf("with a request doubled on the way: got %d, %v; want 21", got, err)
+	}
+	before = runs.Load()
+	if got, err := redisrpc.Call(ctx, newClient(t, rc, q, redisrpc.WithInterceptors(cached)), add1, 10); err != nil || got != 7 || runs.Load() != before {
+		t.Errorf("answered by an interceptor: got %d, %v and %d runs; want 7, nil and none", got, err, runs.Load()-before)
+	}
+	if _, err := redisrpc.Call(ctx, newClient(t, rc, q, redisrpc.WithInterceptors(wrong)), add1, 10); err == nil {
+		t.Error("an interceptor returning a string for an int: got no error")
+	}
+}
+
+// TestInterceptorsSeeFailures: server interceptors see calls of unknown
+// functions and bad arguments, with the error their callers get.
+func TestInterceptorsSeeFailures(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	var rec recorder
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithInterceptors(rec.interceptor("s")))
+	redisrpc.Handle(mux, add1, func(_ context.Context, x int) (int, error) { return x + 1, nil })
+	serve(t, mux)
+	c := newClient(t, rc, q)
+	ctx := timeout(t, 5*time.Second)
+	redisrpc.Call(ctx, c, redisrpc.NewEndpoint[int, int]("nope"), 1)
+	redisrpc.Call(ctx, c, redisrpc.NewEndpoint[string, int]("add1"), "x")
+	want := []string{`s> server nope(<nil>)`, `s< <nil> not_found: no function "nope"`,
+		`s> server add1(<nil>)`, `s< <nil> invalid_argument: add1: json: cannot unmarshal string into Go value of type int`}
+	if !slices.Equal(rec.notes, want) {
+		t.Errorf("what the server's interceptor saw:\n got %q\nwant %q", rec.notes, want)
+	}
+}
+
+// TestMetaForwarding: a handler's calls carry the metadata its caller sent
+// only from a Client made WithMetaForwarding, under its own outgoing
+// metadata.
+func TestMetaForwarding(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	front, back := newQueue(t), newQueue(t)+":back"
+	echoMeta := redisrpc.NewEndpoint[string, string]("meta")
+	backMux := redisrpc.NewMux(rc, back, redisrpc.WithLogger(quiet))
+	redisrpc.Handle(backMux, echoMeta, func(ctx context.Context, key string) (string, error) {
+		return redisrpc.IncomingMeta(ctx)[key], nil
+	})
+	serve(t, backMux)
+	plain, forwarding := newClient(t, rc, back), newClient(t, rc, back, redisrpc.WithMetaForwarding())
+	frontMux := redisrpc.NewMux(rc, front, redisrpc.WithLogger(quiet))
+	redisrpc.Handle(frontMux, echoMeta, func(ctx context.Context, how string) (string, error) {
+		switch how {
+		case "plain":
+			return redisrpc.Call(ctx, plain, echoMeta, "user")
+		case "forwarding":
+			return redisrpc.Call(ctx, forwarding, echoMeta, "user")
+		}
+		ctx = redisrpc.WithOutgoingMeta(ctx, map[string]string{"user": "bob"})
+		return redisrpc.Call(ctx, forwarding, echoMeta, "user")
+	})
+	serve(t, frontMux)
+	c := newClient(t, rc, front)
+	ctx := redisrpc.WithOutgoingMeta(timeout(t, 5*time.Second), map[string]string{"user": "ann"})
+	for how, want := range map[string]string{"plain": "", "forwarding": "ann", "overridden": "bob"} {
+		if got, err := redisrpc.Call(ctx, c, echoMeta, how); err != nil || got != want {
+			t.Errorf("%s: the back end saw user %q, %v; want %q", how, got, err, want)
+		}
+	}
+}
+
+// TestNewIncomingContext: a handler called directly, as a unit test does,
+// reads the call information and metadata it was given.
+func TestNewIncomingContext(t *testing.T) {
+	handler := func(ctx context.Context, _ int) (string, error) {
+		info := redisrpc.CallInfoFromContext(ctx)
+		return fmt.Sprintf("%s %s %s", info.Side, info.Function, redisrpc.IncomingMeta(ctx)["user"]), nil
+	}
+	ctx := redisrpc.NewIncomingContext(context.Background(), redisrpc.CallInfo{Function: "f", Meta: map[string]string{"user": "ann"}})
+	if got, _ := handler(ctx, 1); got != "server f ann" {
+		t.Errorf("got %q, want %q", got, "server f ann")
+	}
+	if redisrpc.CallInfoFromContext(context.Background()) != nil || redisrpc.IncomingMeta(context.Background()) != nil {
+		t.Error("a plain context has call information")
+	}
+}
+
+// TestOptionTargets: an option meant for a Mux is not a ClientOption, and
+// the reverse, so that giving it to the wrong one does not compile; shared
+// options are both.
+func TestOptionTargets(t *testing.T) {
+	clientOpt := reflect.TypeFor[redisrpc.ClientOption]()
+	muxOpt := reflect.TypeFor[redisrpc.MuxOption]()
+	for _, tt := range []struct {
+		name        string
+		opt         any
+		client, mux bool
+	}{
+		{"WithLogger", redisrpc.WithLogger(quiet), true, true},
+		{"WithShards", redisrpc.WithShards(2), true, true},
+		{"WithMaxMessageSize", redisrpc.WithMaxMessageSize(1), true, true},
+		{"WithInterceptors", redisrpc.WithInterceptors(), true, true},
+		{"WithConcurrency", redisrpc.WithConcurrency(1), false, true},
+		{"WithResponseTTL", redisrpc.WithResponseTTL(time.Second), false, true},
+		{"WithAtLeastOnce", redisrpc.WithAtLeastOnce(), false, true},
+		{"WithHeartbeat", redisrpc.WithHeartbeat(time.Second), false, true},
+		{"WithRedactedErrors", redisrpc.WithRedactedErrors(), false, true},
+		{"WithClassicServer", redisrpc.WithClassicServer(), true, false},
+		{"WithMetaForwarding", redisrpc.WithMetaForwarding(), true, false},
+		{"WithCallTimeout", redisrpc.WithCallTimeout(time.Second), true, false},
+	} {
+		typ := reflect.TypeOf(tt.opt)
+		if got := typ.Implements(clientOpt); got != tt.client {
+			t.Errorf("%s is a ClientOption: got %v, want %v", tt.name, got, tt.client)
+		}
+		if got := typ.Implements(muxOpt); got != tt.mux {
+			t.Errorf("%s is a MuxOption: got %v, want %v", tt.name, got, tt.mux)
+		}
+	}
+}
+
+// TestCallTimeout: a call whose context has no deadline gets the Client's,
+// which travels with its request.
+func TestCallTimeout(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	c := newClient(t, rc, q, redisrpc.WithCallTimeout(200*time.Millisecond))
+	start := time.Now()
+	_, err := redisrpc.Call(context.Background(), c, add1, 1)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 2*time.Second {
+		t.Errorf("a call with no deadline: got %v after %v; want context.DeadlineExceeded after about 200ms", err, took)
+	}
+	body, err := rc.Do(context.Background(), rc.B().Lpop().Key(q).Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req struct{ Deadline, Sent int64 }
+	if err := json.Unmarshal([]byte(body), &req); err != nil || req.Deadline-req.Sent < 150 || req.Deadline-req.Sent > 250 {
+		t.Errorf("the request %s: want a deadline 200ms after it was sent", body)
+	}
+}
+
+// TestClientMessageLimit: a Client refuses to send a request over its
+// WithMaxMessageSize, and fails a call whose response is over it.
+func TestClientMessageLimit(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	echo := redisrpc.NewEndpoint[string, string]("echo")
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	redisrpc.Handle(mux, echo, func(_ context.Context, s string) (string, error) { return strings.Repeat(s, 3), nil })
+	serve(t, mux)
+	c := newClient(t, rc, q, redisrpc.WithMaxMessageSize(1000))
+	ctx := timeout(t, 5*time.Second)
+	unserved := q + ":unserved"
+	for _, c := range []*redisrpc.Client{c, newClient(t, rc, unserved, redisrpc.WithMaxMessageSize(1000))} {
+		if _, err := redisrpc.Call(ctx, c, echo, strings.Repeat("x", 1000)); !errors.Is(err, redisrpc.ErrTooLarge) {
+			t.Errorf("a request over the limit: got %v, want ErrTooLarge", err)
+		}
+	}
+	if n, _ := rc.Do(ctx, rc.B().Llen().Key(unserved).Build()).AsInt64(); n != 0 {
+		t.Errorf("the request over the limit was sent: %d in the queue", n)
+	}
+	if _, err := redisrpc.Call(ctx, c, echo, strings.Repeat("x", 400)); !errors.Is(err, redisrpc.ErrTooLarge) {
+		t.Errorf("a response over the limit: got %v, want ErrTooLarge", err)
+	}
+	if got, err := redisrpc.Call(ctx, c, echo, "ab"); err != nil || got != "ababab" {
+		t.Errorf("small messages: got %q, %v; want ababab", got, err)
+	}
+}
+
+// TestErrorText: errors name the function once and the package once.
+func TestErrorText(t *testing.T) {
+	rc := redisrpctest.Redis(t)
+	c := redisrpc.NewClient(rc, newQueue(t))
+	c.Close()
+	_, err := redisrpc.Call(context.Background(), c, redisrpc.NewEndpoint[int, int]("block"), 1)
+	if want := "redisrpc: block: client closed"; err == nil || err.Error() != want || !errors.Is(err, redisrpc.ErrClientClosed) {
+		t.Errorf("a call on a closed client: got %v, want %q matching ErrClientClosed", err, want)
+	}
 }

@@ -474,7 +474,7 @@ func client(args []string) error {
 			return err
 		}
 		defer rc.Close()
-		opts := []redisrpc.Option{shardsOf(sys)}
+		opts := []redisrpc.ClientOption{shardsOf(sys)}
 		if sys == "blocking-pop" {
 			opts = append(opts, redisrpc.WithClassicServer())
 		}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/internal/localredis"
-	"github.com/redisrpc/redisrpc/internal/rpctest"
+	"github.com/redisrpc/redisrpc/redisrpctest"
 )
 
 var (
@@ -47,7 +47,7 @@ func serveCalc(t *testing.T, queue string, extra func(*redisrpc.Mux)) {
 	if extra != nil {
 		extra(mux)
 	}
-	rpctest.Serve(t, mux)
+	redisrpctest.Serve(t, mux)
 }
 
 func TestDemo(t *testing.T) {

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		defer rc.Close()
-		var opts []redisrpc.Option
+		var opts []redisrpc.ClientOption
 		if *classic {
 			opts = append(opts, redisrpc.WithClassicServer())
 		}

@@ -106,7 +106,7 @@ func TestCluster(t *testing.T) {
 	for _, mode := range []string{"at-most-once", "at-least-once"} {
 		t.Run(mode, func(t *testing.T) {
 			q := newQueue(t)
-			opts := []redisrpc.Option{redisrpc.WithShards(3)}
+			opts := []redisrpc.MuxOption{redisrpc.WithShards(3)}
 			if mode == "at-least-once" {
 				opts = append(opts, redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second))
 			}

@@ -23,7 +23,7 @@ import (
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/localredis"
-	"github.com/redisrpc/redisrpc/internal/rpctest"
+	"github.com/redisrpc/redisrpc/redisrpctest"
 )
 
 var (
@@ -60,7 +60,7 @@ func serverProcess() {
 		fmt.Fprintln(os.Stderr, "server process:", err)
 		os.Exit(1)
 	}
-	opts := []redisrpc.Option{redisrpc.WithHeartbeat(time.Second)}
+	opts := []redisrpc.MuxOption{redisrpc.WithHeartbeat(time.Second)}
 	if os.Getenv("FAULTS_MODE") == "at-least-once" {
 		opts = append(opts, redisrpc.WithAtLeastOnce())
 	}
@@ -77,9 +77,9 @@ func newQueue(t *testing.T) string {
 	return fmt.Sprintf("faults:%s:%d", t.Name(), time.Now().UnixNano())
 }
 
-func serve(t *testing.T, c rueidis.Client, queue string, opts ...redisrpc.Option) *redisrpc.Mux {
+func serve(t *testing.T, c rueidis.Client, queue string, opts ...redisrpc.MuxOption) *redisrpc.Mux {
 	t.Helper()
-	mux := redisrpc.NewMux(c, queue, append([]redisrpc.Option{redisrpc.WithLogger(quiet)}, opts...)...)
+	mux := redisrpc.NewMux(c, queue, append([]redisrpc.MuxOption{redisrpc.WithLogger(quiet)}, opts...)...)
 	redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
 		select {
 		case <-time.After(time.Duration(ms) * time.Millisecond):
@@ -88,7 +88,7 @@ func serve(t *testing.T, c rueidis.Client, queue string, opts ...redisrpc.Option
 			return 0, ctx.Err()
 		}
 	})
-	rpctest.Serve(t, mux)
+	redisrpctest.Serve(t, mux)
 	return mux
 }
 
@@ -150,7 +150,7 @@ func killMidCall(t *testing.T, mode string) {
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	opts := []redisrpc.Option{redisrpc.WithHeartbeat(time.Second)}
+	opts := []redisrpc.MuxOption{redisrpc.WithHeartbeat(time.Second)}
 	if mode == "at-least-once" {
 		opts = append(opts, redisrpc.WithAtLeastOnce())
 	}
@@ -454,7 +454,7 @@ func TestACLUser(t *testing.T) {
 		atLeastOnce bool
 	}{{1, false}, {1, true}, {3, false}, {3, true}} {
 		h := &countingHandler{Handler: slog.NewTextHandler(io.Discard, nil)}
-		opts := []redisrpc.Option{redisrpc.WithShards(mode.shards), redisrpc.WithLogger(slog.New(h)), redisrpc.WithHeartbeat(300 * time.Millisecond)}
+		opts := []redisrpc.MuxOption{redisrpc.WithShards(mode.shards), redisrpc.WithLogger(slog.New(h)), redisrpc.WithHeartbeat(300 * time.Millisecond)}
 		if mode.atLeastOnce {
 			opts = append(opts, redisrpc.WithAtLeastOnce())
 		}
@@ -462,7 +462,7 @@ func TestACLUser(t *testing.T) {
 		redisrpc.Handle(mux, Slow, func(_ context.Context, ms int) (int, error) { return ms, nil })
 		served := make(chan error, 1)
 		go func() { served <- mux.Serve(context.Background()) }()
-		for _, copts := range [][]redisrpc.Option{{redisrpc.WithShards(mode.shards)}, {redisrpc.WithClassicServer()}} {
+		for _, copts := range [][]redisrpc.ClientOption{{redisrpc.WithShards(mode.shards)}, {redisrpc.WithClassicServer()}} {
 			client := redisrpc.NewClient(c, "calc", append(copts, redisrpc.WithLogger(slog.New(h)))...)
 			for i := range 3 {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

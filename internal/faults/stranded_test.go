@@ -14,7 +14,7 @@ import (
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/lists"
-	"github.com/redisrpc/redisrpc/internal/rpctest"
+	"github.com/redisrpc/redisrpc/redisrpctest"
 )
 
 // serverID returns the id of the one server holding a lease on list.
@@ -63,7 +63,7 @@ func TestStrandedRequestRecovered(t *testing.T) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return ms, nil
 	})
-	rpctest.Serve(t, mux)
+	redisrpctest.Serve(t, mux)
 	id := serverID(t, rc, q)
 
 	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
@@ -114,7 +114,7 @@ func TestResponsePushFails(t *testing.T) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return ms, nil
 	})
-	rpctest.Serve(t, mux)
+	redisrpctest.Serve(t, mux)
 	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet))
 	defer client.Close()
 	config := func(args ...string) {
@@ -208,7 +208,7 @@ func TestBeatPastErrors(t *testing.T) {
 	}
 	h := &countingHandler{Handler: quiet.Handler()}
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(slog.New(h)), redisrpc.WithShards(3), redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(300*time.Millisecond))
-	rpctest.Serve(t, mux)
+	redisrpctest.Serve(t, mux)
 	time.Sleep(500 * time.Millisecond)
 	if h.errors.Load() == 0 {
 		t.Fatal("no heartbeat error logged: the test did not break shard 1")

@@ -48,35 +48,15 @@ func Start(mode Mode) (*Server, error) {
 	return StartEmbedded()
 }
 
-// StartEmbedded starts an in-process server (miniredis) on a loopback port.
-// miniredis expires keys only when told time has passed, so a clock goroutine
-// tells it every 100ms, until Close, to make TTLs behave as in Redis.
+// StartEmbedded starts an in-process server (miniredis) on a loopback port,
+// whose TTLs run on the wall clock, as Redis's do.
 func StartEmbedded() (*Server, error) {
 	mr, err := miniredis.Run()
 	if err != nil {
 		return nil, fmt.Errorf("starting the embedded redis: %w", err)
 	}
-	done, ticking := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(ticking)
-		const tick = 100 * time.Millisecond
-		t := time.NewTicker(tick)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				mr.FastForward(tick)
-			}
-		}
-	}()
-	stop := func() {
-		close(done)
-		<-ticking
-		mr.Close()
-	}
-	return &Server{URL: "redis://" + mr.Addr(), Kind: "embedded", Embedded: true, stop: stop}, nil
+	mr.ClockTTL(true)
+	return &Server{URL: "redis://" + mr.Addr(), Kind: "embedded", Embedded: true, stop: mr.Close}, nil
 }
 
 func startBinary(path string) (*Server, error) {
@@ -88,6 +68,7 @@ func startBinary(path string) (*Server, error) {
 		}
 		cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+		cmd.SysProcAttr = dieWithParent()
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("starting redis-server: %w", err)
 		}

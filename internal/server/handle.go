@@ -143,19 +143,20 @@ func (r *run) call(ctx context.Context, req *wire.Request) (resp wire.Response) 
 	return r.s.invoke(ctx, req)
 }
 
-// settle sends resp unless a stop abandoned the request. A handler that a
-// stop cut off and that failed is answered CodeUnavailable at most once;
-// at least once its request goes back to the queue for another server.
+// CutOff reports whether a stop cut off the handler whose context is ctx.
+// Invoke answers such a handler's failure with CodeUnavailable.
+func CutOff(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errStopped) }
+
+// settle sends resp unless a stop abandoned the request. At least once, a
+// handler that a stop cut off and that answered CodeUnavailable is not
+// answered: its request goes back to the queue for another server.
 func (r *run) settle(ctx context.Context, w *worker, job lists.Msg, reply string, resp wire.Response) {
 	if !w.end() {
 		return
 	}
-	if resp.Failed() && errors.Is(context.Cause(ctx), errStopped) {
-		if r.s.cfg.Reliable {
-			r.giveBack([]lists.Msg{job})
-			return
-		}
-		resp = wire.Failure(resp.ID, wire.CodeUnavailable, errStopped.Error()+": "+resp.Message())
+	if r.s.cfg.Reliable && resp.Failed() && resp.Code == wire.CodeUnavailable && CutOff(ctx) {
+		r.giveBack([]lists.Msg{job})
+		return
 	}
 	r.respond(reply, resp, job)
 }
@@ -166,7 +167,7 @@ func (r *run) decode(job lists.Msg) (req wire.Request, ok bool) {
 	msg := job.Body
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("redisrpc: dropped a request that broke the decoder", "queue", s.cfg.Queue, "panic", p, "stack", string(debug.Stack()), "message", clip(msg))
+			s.log.Error("redisrpc: dropped a request that broke the decoder", "queue", s.cfg.Queue, "panic", p, "stack", string(debug.Stack()), "message", wire.Clip(msg))
 			r.drop(job)
 			ok = false
 		}
@@ -186,7 +187,7 @@ func (r *run) decode(job lists.Msg) (req wire.Request, ok bool) {
 	}
 	if !wire.ValidResponseQueue(s.cfg.Queue, req.ResponseQueue) {
 		s.log.Warn("redisrpc: dropped a request whose response queue is outside the namespace",
-			"queue", s.cfg.Queue, "response_queue", clip(req.ResponseQueue), "function", clip(req.FunctionCall.Name))
+			"queue", s.cfg.Queue, "response_queue", wire.Clip(req.ResponseQueue), "function", wire.Clip(req.FunctionCall.Name))
 		r.drop(job)
 		return req, false
 	}
@@ -204,11 +205,11 @@ func (r *run) decode(job lists.Msg) (req wire.Request, ok bool) {
 func (r *run) reject(job lists.Msg, queue, id, why string) {
 	s := r.s
 	if !wire.ValidResponseQueue(s.cfg.Queue, queue) {
-		s.log.Warn("redisrpc: dropped a bad request", "queue", s.cfg.Queue, "why", why, "message", clip(job.Body))
+		s.log.Warn("redisrpc: dropped a bad request", "queue", s.cfg.Queue, "why", why, "message", wire.Clip(job.Body))
 		r.drop(job)
 		return
 	}
-	s.log.Warn("redisrpc: answered a bad request", "queue", s.cfg.Queue, "why", why, "message", clip(job.Body))
+	s.log.Warn("redisrpc: answered a bad request", "queue", s.cfg.Queue, "why", why, "message", wire.Clip(job.Body))
 	r.respond(queue, wire.Failure(id, wire.CodeInvalidArgument, why), job)
 }
 
@@ -229,13 +230,4 @@ func (r *run) respond(key string, resp wire.Response, job lists.Msg) {
 	it := lists.Item{Key: key, Value: rueidis.BinaryString(body)}
 	it.AckList, it.Ack = r.s.source.Ack(job)
 	r.s.pusher.Push(it)
-}
-
-// clip shortens a message for a log line.
-func clip(s string) string {
-	const n = 200
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

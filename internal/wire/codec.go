@@ -42,6 +42,9 @@ func AppendRequest(b []byte, r *Request) []byte {
 		meta, _ := json.Marshal(r.Meta) // a map of strings always encodes
 		b = append(append(b, `,"meta":`...), meta...)
 	}
+	if r.Sent != 0 {
+		b = strconv.AppendInt(append(b, `,"sent":`...), r.Sent, 10)
+	}
 	return append(b, '}')
 }
 
@@ -56,6 +59,9 @@ func AppendResponse(b []byte, r *Response) []byte {
 		b = append(append(b, `"exception":`...), r.Exception...)
 		if r.Code != "" {
 			b = appendString(append(b, `,"code":`...), r.Code)
+		}
+		if len(r.Details) > 0 {
+			b = append(append(b, `,"details":`...), r.Details...)
 		}
 	} else {
 		rv := r.ReturnValue
@@ -82,7 +88,9 @@ func DecodeRequest(msg string) (r Request, err error) {
 		case `"id"`:
 			return decodeString(value, &r.ID, "id")
 		case `"deadline"`:
-			return decodeDeadline(value, &r.Deadline)
+			return decodeMillis(value, &r.Deadline, errBadDeadline)
+		case `"sent"`:
+			return decodeMillis(value, &r.Sent, errBadSent)
 		case `"meta"`:
 			if string(value) != "null" {
 				var meta map[string]string // not r.Meta, which would put r on the heap
@@ -124,6 +132,10 @@ func DecodeResponse(msg string) (r Response, err error) {
 		case `"code"`:
 			if string(value) != "null" {
 				return decodeString(value, &r.Code, "code")
+			}
+		case `"details"`:
+			if string(value) != "null" {
+				r.Details = value
 			}
 		case `"id"`:
 			return decodeString(value, &r.ID, "id")
@@ -171,11 +183,12 @@ func decodeString(raw []byte, dst *string, name string) error {
 // (a day in the year 287396).
 const MaxDeadline = 1<<53 - 1
 
-// decodeDeadline reads a deadline: null for none, else a number of Unix
-// milliseconds from 1 to MaxDeadline, whose fraction is dropped. Anything
-// else, zero and negative numbers included, is malformed, so that a request
-// is never run with no deadline, or dropped as late, by mistake.
-func decodeDeadline(raw []byte, dst *int64) error {
+// decodeMillis reads a deadline or a time sent: null for none, else a number
+// of Unix milliseconds from 1 to MaxDeadline, whose fraction is dropped.
+// Anything else, zero and negative numbers included, is malformed (bad), so
+// that a request is never run with no deadline, or dropped as late, by
+// mistake.
+func decodeMillis(raw []byte, dst *int64, bad error) error {
 	if string(raw) == "null" {
 		return nil
 	}
@@ -183,12 +196,12 @@ func decodeDeadline(raw []byte, dst *int64) error {
 	if err != nil {
 		var f float64 // 1.764e12 is a number too
 		if json.Unmarshal(raw, &f) != nil || f < 1 || f > MaxDeadline {
-			return errBadDeadline
+			return bad
 		}
 		n = int64(f)
 	}
 	if n < 1 || n > MaxDeadline {
-		return errBadDeadline
+		return bad
 	}
 	*dst = n
 	return nil
@@ -203,7 +216,10 @@ func Deadline(t time.Time) int64 {
 	return max(t.UnixMilli(), 1)
 }
 
-var errBadDeadline = fmt.Errorf("%w: deadline is not a time in Unix milliseconds from 1 to 2^53-1", ErrMalformed)
+var (
+	errBadDeadline = fmt.Errorf("%w: deadline is not a time in Unix milliseconds from 1 to 2^53-1", ErrMalformed)
+	errBadSent     = fmt.Errorf("%w: sent is not a time in Unix milliseconds from 1 to 2^53-1", ErrMalformed)
+)
 
 // appendString appends s as a JSON string.
 func appendString(b []byte, s string) []byte {

@@ -19,6 +19,7 @@ var requestSamples = []string{
 	`{"function_call":{"name":"f"},"response_queue":"calc:rpc:A","id":"a\"b","unknown":[1,{"x":null}],"deadline":1.764e12}`,
 	`{"function_call":{"name":"f","args":null,"kwargs":null},"response_queue":"calc:rpc:A","\u0069d":"9"}`,
 	`{"function_call":{"name":"f","args":[]},"response_queue":"calc:rpc:A","meta":null,"deadline":5}`,
+	`{"function_call":{"name":"f"},"response_queue":"calc:rpc:A","deadline":1764050000000,"sent":1764049999000}`,
 }
 
 // TestDecodeRequestMatchesEncodingJSON: the slicing decoder agrees with
@@ -41,6 +42,7 @@ func viaEncodingJSON(t testing.TB, s string) Request {
 	var aux struct {
 		Request
 		Deadline *float64 `json:"deadline"`
+		Sent     *float64 `json:"sent"`
 	}
 	if err := json.Unmarshal([]byte(s), &aux); err != nil {
 		t.Fatalf("encoding/json: %v", err)
@@ -49,6 +51,9 @@ func viaEncodingJSON(t testing.TB, s string) Request {
 	if aux.Deadline != nil {
 		r.Deadline = int64(*aux.Deadline)
 	}
+	if aux.Sent != nil {
+		r.Sent = int64(*aux.Sent)
+	}
 	return r
 }
 
@@ -56,7 +61,7 @@ func sameRequest(a, b Request) bool {
 	return a.FunctionCall.Name == b.FunctionCall.Name &&
 		compact(a.FunctionCall.Args) == compact(b.FunctionCall.Args) &&
 		compact(a.FunctionCall.Kwargs) == compact(b.FunctionCall.Kwargs) &&
-		a.ResponseQueue == b.ResponseQueue && a.ID == b.ID && a.Deadline == b.Deadline &&
+		a.ResponseQueue == b.ResponseQueue && a.ID == b.ID && a.Deadline == b.Deadline && a.Sent == b.Sent &&
 		(len(a.Meta) == 0 && len(b.Meta) == 0 || reflect.DeepEqual(a.Meta, b.Meta))
 }
 
@@ -83,6 +88,8 @@ func TestDecodeRequestRejects(t *testing.T) {
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":9007199254740992}`,
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":1e300}`,
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","deadline":true}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","sent":"now"}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","sent":-1}`,
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","meta":{"a":1}}`,
 	} {
 		if _, err := DecodeRequest(s); !errors.Is(err, ErrMalformed) {
@@ -128,7 +135,7 @@ func TestDeadlineOfTime(t *testing.T) {
 func TestRequestRoundTrip(t *testing.T) {
 	in := Request{
 		FunctionCall:  FunctionCall{Name: "gr\"eet\n", Args: []byte(`[1,"two"]`), Kwargs: []byte(`{"a":1}`)},
-		ResponseQueue: "calc:rpc:ÅB", ID: "1f", Deadline: 1764050000000, Meta: map[string]string{"k": "v"},
+		ResponseQueue: "calc:rpc:ÅB", ID: "1f", Deadline: 1764050000000, Meta: map[string]string{"k": "v"}, Sent: 1764049999999,
 	}
 	b := AppendRequest(nil, &in)
 	if !json.Valid(b) {
@@ -147,6 +154,7 @@ func TestResponseRoundTrip(t *testing.T) {
 	for _, in := range []Response{
 		Success("", nil), Success("1f", []byte(`{"x":[1,2]}`)),
 		Failure("", "", "boom"), Failure("a\"b", "not_found", "no \"f\""),
+		{Exception: []byte(`"out of stock"`), Code: "out_of_stock", Details: []byte(`{"item":"x","left":2}`), ID: "9"},
 	} {
 		b := AppendResponse(nil, &in)
 		var std Response
@@ -155,7 +163,8 @@ func TestResponseRoundTrip(t *testing.T) {
 		}
 		out, err := DecodeResponse(string(b))
 		if err != nil || out.ID != in.ID || out.Code != in.Code || compact(out.ReturnValue) != compact(in.ReturnValue) ||
-			compact(out.Exception) != compact(in.Exception) || std.ID != in.ID {
+			compact(out.Exception) != compact(in.Exception) || compact(out.Details) != compact(in.Details) ||
+			compact(std.Details) != compact(in.Details) || std.ID != in.ID {
 			t.Errorf("round trip of %s: got %+v, %v", b, out, err)
 		}
 		id, err := ResponseID(string(b))

@@ -4,6 +4,7 @@ package wire
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ type Request struct {
 	ID            string            `json:"id,omitempty"`
 	Deadline      int64             `json:"deadline,omitempty"` // Unix milliseconds
 	Meta          map[string]string `json:"meta,omitempty"`
+	Sent          int64             `json:"sent,omitempty"` // Unix milliseconds, the client's clock
 }
 
 // FunctionCall names the function and carries its arguments as raw JSON:
@@ -32,6 +34,7 @@ type Response struct {
 	ReturnValue json.RawMessage `json:"return_value,omitempty"`
 	Exception   json.RawMessage `json:"exception,omitempty"`
 	Code        string          `json:"code,omitempty"`
+	Details     json.RawMessage `json:"details,omitempty"` // of a failure: any JSON value
 	ID          string          `json:"id,omitempty"`
 }
 
@@ -130,3 +133,24 @@ const (
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"
 )
+
+// RandomName returns n characters of A-Z0-9, the alphabet of classic
+// response queues.
+func RandomName(n int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	rand.Read(b) // never fails
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// Clip shortens a message for a log line.
+func Clip(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

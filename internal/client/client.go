@@ -1,0 +1,305 @@
+// Package client is the engine of a redisrpc Client: it sends requests,
+// receives every response of the client on one shared list, and hands each
+// to the call that waits for it.
+package client
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/keys"
+	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/wire"
+)
+
+// Config configures a Client.
+type Config struct {
+	Queue      string
+	Shards     int
+	Classic    bool // each call waits on a list of its own, with no id
+	Logger     *slog.Logger
+	MaxMessage int // the largest request sent, and response accepted, in bytes
+	// Closed, NoID and TooLarge are the errors of calls on a closed client,
+	// of calls answered without an id, and of messages over MaxMessage.
+	Closed, NoID, TooLarge error
+}
+
+const (
+	// pollInterval bounds the receivers' pops, so that they end when no call
+	// is pending.
+	pollInterval = time.Second
+	// poppers is the number of pops a Client keeps waiting on its list.
+	poppers = 2
+	// maxBatch caps the responses a Client takes in one pop.
+	maxBatch = 256
+)
+
+// Client sends calls to one queue. It is safe for concurrent use.
+type Client struct {
+	rc       rueidis.Client
+	cfg      Config
+	lists    []string // request lists: the queue and its shards
+	replyKey string   // shared response list
+	popper   *lists.Popper
+	pusher   *lists.Pusher
+	nextID   atomic.Uint64
+	nextList atomic.Uint32
+
+	mu        sync.Mutex
+	pending   map[string]chan result
+	receiving int // receive goroutines running, at most poppers
+	closed    bool
+	stop      context.CancelFunc
+	ctx       context.Context
+	wg        sync.WaitGroup
+}
+
+// result is a raw response, decoded by the calling goroutine, or an error.
+type result struct {
+	raw string
+	err error
+}
+
+// New returns a Client for cfg.
+func New(rc rueidis.Client, cfg Config) *Client {
+	ctx, stop := context.WithCancel(context.Background())
+	c := &Client{
+		rc:       rc,
+		cfg:      cfg,
+		lists:    keys.Shards(cfg.Queue, cfg.Shards),
+		replyKey: wire.ResponsePrefix(cfg.Queue) + wire.RandomName(20),
+		popper:   lists.NewPopper(rc),
+		pending:  make(map[string]chan result),
+		ctx:      ctx,
+		stop:     stop,
+	}
+	// Callers must never wait on Redis past their context: a goroutine sends.
+	c.pusher = lists.NewPusher(rc, lists.PusherConfig{OnError: c.pushFailed})
+	return c
+}
+
+// pushFailed ends the calls whose requests could not be sent.
+func (c *Client) pushFailed(failed []lists.Item, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, it := range failed {
+		if ch, ok := c.pending[it.ID]; ok {
+			delete(c.pending, it.ID)
+			ch <- result{err: fmt.Errorf("sending the request: %w", err)}
+		}
+	}
+}
+
+// Close fails the calls in flight and later ones with cfg.Closed, forgets
+// requests not yet sent, and waits for the client's goroutines to end.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		c.stop()
+		c.failAll(c.cfg.Closed)
+	}
+	c.mu.Unlock()
+	c.pusher.Stop()
+	c.wg.Wait()
+}
+
+// NewID returns the id of a new call, or "" in classic mode, where calls
+// have none.
+func (c *Client) NewID() string {
+	if c.cfg.Classic {
+		return ""
+	}
+	return strconv.FormatUint(c.nextID.Add(1), 36)
+}
+
+// Call sends req, whose ID comes from NewID, and returns the raw response.
+// It fills in the response queue and the time sent. It returns ctx.Err()
+// when ctx ends first.
+func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	req.Sent = time.Now().UnixMilli()
+	if c.cfg.Classic {
+		return c.callClassic(ctx, req)
+	}
+	req.ResponseQueue = c.replyKey
+	fc := &req.FunctionCall
+	body := wire.AppendRequest(make([]byte, 0, 112+len(c.replyKey)+len(fc.Name)+len(fc.Args)+len(fc.Kwargs)), req)
+	if err := c.checkSize("request", len(body)); err != nil {
+		return "", err
+	}
+	ch := make(chan result, 1)
+	if err := c.register(req.ID, ch); err != nil {
+		return "", err
+	}
+	// Requests queued by concurrent calls travel together in one RPUSH.
+	list := c.lists[0]
+	if len(c.lists) > 1 {
+		list = c.lists[int(c.nextList.Add(1))%len(c.lists)]
+	}
+	if !c.pusher.Push(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID}) {
+		c.unregister(req.ID) // Close came between register and Push
+		return "", c.cfg.Closed
+	}
+	select {
+	case r := <-ch:
+		if r.err == nil {
+			r.err = c.checkSize("response", len(r.raw))
+		}
+		return r.raw, r.err
+	case <-ctx.Done():
+		c.unregister(req.ID)
+		return "", ctx.Err()
+	}
+}
+
+// callClassic waits for the response on a list of the call's own, with no id.
+func (c *Client) callClassic(ctx context.Context, req *wire.Request) (string, error) {
+	req.ResponseQueue = wire.ResponsePrefix(c.cfg.Queue) + wire.RandomName(8)
+	body := wire.AppendRequest(nil, req)
+	if err := c.checkSize("request", len(body)); err != nil {
+		return "", err
+	}
+	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.cfg.Queue).Element(rueidis.BinaryString(body)).Build()).Error(); err != nil {
+		return "", fmt.Errorf("sending the request: %w", err)
+	}
+	wait := 0.0 // BLPOP's "for ever"; ctx still bounds it
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(dl).Seconds(), 0.001)
+	}
+	kv, err := c.rc.Do(ctx, c.rc.B().Blpop().Key(req.ResponseQueue).Timeout(wait).Build()).AsStrSlice()
+	switch {
+	case rueidis.IsRedisNil(err) || ctx.Err() != nil:
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", context.DeadlineExceeded
+	case err != nil:
+		return "", fmt.Errorf("waiting for the response: %w", err)
+	case len(kv) != 2:
+		return "", fmt.Errorf("waiting for the response: unexpected BLPOP reply %q", kv)
+	}
+	return kv[1], c.checkSize("response", len(kv[1]))
+}
+
+// checkSize fails a message of n bytes over MaxMessage.
+func (c *Client) checkSize(what string, n int) error {
+	if n > c.cfg.MaxMessage {
+		return fmt.Errorf("%w: a %s of %d bytes, over the limit of %d", c.cfg.TooLarge, what, n, c.cfg.MaxMessage)
+	}
+	return nil
+}
+
+// register records a pending call and makes sure a receiver runs.
+func (c *Client) register(id string, ch chan result) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.cfg.Closed
+	}
+	c.pending[id] = ch
+	for c.receiving < poppers {
+		c.receiving++
+		c.wg.Add(1)
+		go c.receive()
+	}
+	return nil
+}
+
+func (c *Client) unregister(id string) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// failAll ends every pending call with err. c.mu must be held.
+func (c *Client) failAll(err error) {
+	for id, ch := range c.pending {
+		ch <- result{err: err}
+		delete(c.pending, id)
+	}
+}
+
+// receive pops responses from the shared list and hands them to their calls.
+// It runs while calls come, and ends on Close or when a wait for responses
+// timed out with no call pending.
+func (c *Client) receive() {
+	defer c.wg.Done()
+	var claimed []chan result // the calls of msgs, by index; nil where none
+	for {
+		_, msgs, err := c.popper.Pop(c.ctx, []string{c.replyKey}, pollInterval, maxBatch)
+		c.mu.Lock()
+		if c.closed {
+			c.receiving--
+			c.mu.Unlock()
+			return
+		}
+		if err != nil {
+			// Calls cannot learn their outcome without this list: fail them now
+			// rather than let them wait for a response that may never come.
+			c.cfg.Logger.Error("redisrpc: receiving responses", "queue", c.replyKey, "err", err)
+			c.failAll(fmt.Errorf("receiving the response: %w", err))
+		}
+		claimed = claimed[:0]
+		for _, msg := range msgs {
+			claimed = append(claimed, c.claim(msg))
+		}
+		if len(msgs) == 0 && len(c.pending) == 0 {
+			c.receiving--
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		// Waking the callers outside c.mu keeps new calls from waiting on it.
+		for i, ch := range claimed {
+			if ch != nil {
+				ch <- result{raw: msgs[i]}
+			}
+		}
+		clear(claimed) // hold no finished call's channel while waiting
+		if len(msgs) > 0 {
+			// Let the callers just woken run before this goroutine goes back to
+			// Redis; the other receiver is waiting there already.
+			runtime.Gosched()
+		}
+		if err != nil { // Redis is failing: do not spin while calls keep coming
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-c.ctx.Done():
+			}
+		}
+	}
+}
+
+// claim takes the call msg answers off the pending ones and returns its
+// channel, on which only the caller of claim may then send; nil if there is
+// none. c.mu must be held.
+func (c *Client) claim(msg string) chan result {
+	id, err := wire.ResponseID(msg)
+	if err != nil {
+		c.cfg.Logger.Warn("redisrpc: dropped a malformed response", "queue", c.replyKey, "err", err, "message", wire.Clip(msg))
+		return nil
+	}
+	if id == "" {
+		c.cfg.Logger.Error("redisrpc: response without id; calling a classic server needs WithClassicServer", "queue", c.replyKey)
+		c.failAll(c.cfg.NoID)
+		return nil
+	}
+	ch, ok := c.pending[id]
+	if !ok {
+		c.cfg.Logger.Debug("redisrpc: dropped a response nobody waits for", "queue", c.replyKey, "id", id)
+		return nil
+	}
+	delete(c.pending, id)
+	return ch
+}

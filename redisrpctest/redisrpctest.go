@@ -1,0 +1,127 @@
+// Package redisrpctest helps test services built with redisrpc: a Redis to
+// test against, a Mux served for the length of a test, and the context a
+// handler gets, for calling handlers directly.
+//
+//	func TestAdd(t *testing.T) {
+//		t.Parallel()
+//		rc := redisrpctest.Redis(t)
+//		q := redisrpctest.Queue(t)
+//		mux := redisrpc.NewMux(rc, q)
+//		redisrpc.Handle(mux, Add, add)
+//		redisrpctest.Serve(t, mux)
+//		c := redisrpc.NewClient(rc, q)
+//		defer c.Close()
+//		got, err := redisrpc.Call(ctx, c, Add, 2)
+//		...
+//	}
+package redisrpctest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/localredis"
+)
+
+// server is the Redis the tests of one binary share while any runs.
+var server struct {
+	mu    sync.Mutex
+	users int
+	srv   *localredis.Server
+}
+
+// Redis returns a client of a Redis for tb, and closes it when tb ends: the
+// one REDIS_URL names, else a redis-server from PATH started on a free
+// loopback port, else an embedded, in-process Redis (miniredis). Tests that
+// run at the same time share the server, which stops when the last of them
+// ends; give each test queues of its own (Queue). It is safe for concurrent
+// use, and fails tb where no Redis can be had.
+func Redis(tb testing.TB) rueidis.Client {
+	tb.Helper()
+	srv, err := acquire()
+	if err != nil {
+		tb.Fatalf("redisrpctest: %v", err)
+	}
+	c, err := srv.Client()
+	if err != nil {
+		release()
+		tb.Fatalf("redisrpctest: a client of %s: %v", srv.URL, err)
+	}
+	tb.Cleanup(func() {
+		c.Close()
+		release()
+	})
+	return c
+}
+
+func acquire() (*localredis.Server, error) {
+	server.mu.Lock()
+	defer server.mu.Unlock()
+	if server.srv == nil {
+		srv, err := localredis.Start(localredis.Any)
+		if err != nil {
+			return nil, err
+		}
+		server.srv = srv
+	}
+	server.users++
+	return server.srv, nil
+}
+
+func release() {
+	server.mu.Lock()
+	defer server.mu.Unlock()
+	if server.users--; server.users == 0 {
+		server.srv.Close()
+		server.srv = nil
+	}
+}
+
+var queues atomic.Uint64
+
+// Queue returns a queue name unique to tb in this run, made from its name.
+func Queue(tb testing.TB) string {
+	name := strings.NewReplacer("/", ".", " ", "_").Replace(tb.Name())
+	return fmt.Sprintf("test:%s:%d.%d", name, time.Now().UnixNano(), queues.Add(1))
+}
+
+// Serve serves m until tb ends, then shuts it down, giving running handlers
+// ten seconds, and fails tb if Shutdown fails or Serve returned anything but
+// ErrServerClosed.
+func Serve(tb testing.TB, m *redisrpc.Mux) {
+	tb.Helper()
+	served := make(chan error, 1)
+	go func() { served <- m.Serve(context.Background()) }()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.Shutdown(ctx); err != nil {
+			tb.Errorf("redisrpctest: Shutdown: got %v, want nil", err)
+		}
+		if err := <-served; !errors.Is(err, redisrpc.ErrServerClosed) {
+			tb.Errorf("redisrpctest: Serve: got %v, want ErrServerClosed", err)
+		}
+	})
+}
+
+// HandlerContext returns the context a handler would get for a call
+// described by info: CallInfoFromContext and IncomingMeta read it, and it
+// ends at info.Deadline, if set, or when tb ends.
+func HandlerContext(tb testing.TB, info redisrpc.CallInfo) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	if !info.Deadline.IsZero() {
+		cancel()
+		ctx, cancel = context.WithDeadline(context.Background(), info.Deadline)
+	}
+	tb.Cleanup(cancel)
+	return redisrpc.NewIncomingContext(ctx, info)
+}
