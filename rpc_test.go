@@ -1289,3 +1289,51 @@ func TestErrorText(t *testing.T) {
 		t.Errorf("a call on a closed client: got %v, want %q matching ErrClientClosed", err, want)
 	}
 }
+
+// TestStats: a Mux counts calls and failures by function, pops and the
+// requests they bring, and handlers running now.
+func TestStats(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	release := make(chan struct{})
+	redisrpc.Handle(mux, add1, func(_ context.Context, x int) (int, error) {
+		switch x {
+		case -1:
+			return 0, redisrpc.NewError(redisrpc.CodeInvalidArgument, "negative")
+		case -2:
+			<-release
+		}
+		time.Sleep(time.Millisecond)
+		return x + 1, nil
+	})
+	serve(t, mux)
+	c := newClient(t, rc, q)
+	ctx := timeout(t, 10*time.Second)
+	for i := range 10 {
+		redisrpc.Call(ctx, c, add1, i)
+	}
+	redisrpc.Call(ctx, c, add1, -1)
+	redisrpc.Call(ctx, c, redisrpc.NewEndpoint[int, int]("nope"), 1)
+	held := make(chan error, 1)
+	go func() { _, err := redisrpc.Call(ctx, c, add1, -2); held <- err }()
+	for mux.Stats().InFlight != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	st := mux.Stats()
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	f := st.Functions["add1"]
+	if f.Calls != 11 || f.Errors[redisrpc.CodeInvalidArgument] != 1 || len(f.Errors) != 1 || f.P50 < time.Millisecond || f.P99 < f.P50 {
+		t.Errorf("add1: got %+v; want 11 calls, 1 invalid_argument, a median of 1ms or more", f)
+	}
+	if u := st.Functions[""]; u.Calls != 1 || u.Errors[redisrpc.CodeNotFound] != 1 {
+		t.Errorf("unknown functions: got %+v; want 1 call, 1 not_found", u)
+	}
+	if st.Taken != 13 || st.Pops == 0 || st.Pops > st.Taken {
+		t.Errorf("pops: got %d bringing %d requests; want 1 to 13 bringing 13", st.Pops, st.Taken)
+	}
+}

@@ -104,7 +104,11 @@ func (r *run) abandon(w *worker) {
 
 // serveOne handles one raw request.
 func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
-	defer r.release(1)
+	r.s.active.Add(1)
+	defer func() {
+		r.s.active.Add(-1)
+		r.release(1)
+	}()
 	w.begin(job)
 	req, ok := r.decode(job)
 	if !ok {

@@ -41,6 +41,10 @@ func (r *run) loop(loop lists.Loop, share int) {
 			continue
 		}
 		backoff = 0
+		if len(msgs) > 0 {
+			s.pops.Add(1)
+			s.taken.Add(int64(len(msgs)))
+		}
 		for _, msg := range msgs {
 			select {
 			case r.work <- msg:

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -64,6 +65,14 @@ type Server struct {
 	mu     sync.Mutex
 	closed bool // Shutdown was called
 	cur    *run // the Serve running, or nil
+
+	pops, taken, active atomic.Int64 // pops that brought requests, requests they brought, requests not yet settled
+}
+
+// Counts returns the pops that brought requests, the requests they brought,
+// and how many of those are not yet answered, since s was made.
+func (s *Server) Counts() (pops, taken, inFlight int64) {
+	return s.pops.Load(), s.taken.Load(), s.active.Load()
 }
 
 // New returns a Server for cfg that answers requests with invoke.
