@@ -26,7 +26,7 @@ func bucket(d time.Duration) int {
 	if ns < 4 {
 		return int(ns)
 	}
-	n := bits.Len64(ns) // ns is in [2^(n-1), 2^n), n >= 3
+	n := bits.Len64(ns)               // ns is in [2^(n-1), 2^n), n >= 3
 	return (n-2)*4 + int(ns>>(n-3)&3) // the two bits after the leading one
 }
 
