@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,9 @@ func NewMux(rc rueidis.Client, queue string, opts ...MuxOption) *Mux {
 	return m
 }
 
+// Queue returns the request queue m serves.
+func (m *Mux) Queue() string { return m.queue }
+
 // Handle registers h as the handler of endpoint e on m. h runs concurrently
 // with other handlers; its context carries the caller's deadline, and the
 // call's CallInfo (CallInfoFromContext) with the caller's metadata
@@ -146,7 +150,7 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 			if err != nil {
 				return nil, err
 			}
-			resp, err := h(ctx, req)
+			resp, err := safely(m, e.name, h, ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -158,9 +162,21 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 			if !ok && v != nil {
 				return nil, NewError(CodeInternal, fmt.Sprintf("%s: an interceptor passed on a %T, want a %T", e.name, v, req))
 			}
-			return h(ctx, req)
+			return safely(m, e.name, h, ctx, req)
 		},
 	})
+}
+
+// safely runs h, turning a panic into CodeInternal, so that interceptors see
+// it as the error it is.
+func safely[Req, Resp any](m *Mux, function string, h func(context.Context, Req) (Resp, error), ctx context.Context, req Req) (resp Resp, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			m.cfg.logger.Error("redisrpc: handler panicked", "queue", m.queue, "function", function, "panic", p, "stack", string(debug.Stack()))
+			err = NewError(CodeInternal, "internal error in "+function)
+		}
+	}()
+	return h(ctx, req)
 }
 
 func encodeResult(function string, resp any) (json.RawMessage, error) {

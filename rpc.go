@@ -392,6 +392,9 @@ func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 	return c
 }
 
+// Queue returns the request queue of the service c calls.
+func (c *Client) Queue() string { return c.queue }
+
 // Close stops the client: calls in flight and later calls fail with
 // ErrClientClosed, and requests not yet sent are not sent. It waits for the
 // client's goroutines (its two receivers and its request sender) to end, so

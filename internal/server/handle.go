@@ -140,7 +140,7 @@ func (r *run) call(ctx context.Context, req *wire.Request) (resp wire.Response) 
 	defer func() {
 		if p := recover(); p != nil {
 			name := req.FunctionCall.Name
-			r.s.log.Error("redisrpc: handler panicked", "queue", r.s.cfg.Queue, "function", name, "panic", p, "stack", string(debug.Stack()))
+			r.s.log.Error("redisrpc: panic serving a request", "queue", r.s.cfg.Queue, "function", name, "panic", p, "stack", string(debug.Stack()))
 			resp = wire.Failure(req.ID, wire.CodeInternal, "internal error in "+name)
 		}
 	}()
