@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"time"
 
@@ -233,4 +234,26 @@ func IncomingMeta(ctx context.Context) map[string]string {
 		return info.Meta
 	}
 	return nil
+}
+
+// LogCalls returns an interceptor that logs every call to l when it ends:
+// side, queue, function, request id, duration and, for failures, the code
+// and error. Calls that succeed are logged at level Info, failures at Warn.
+func LogCalls(l *slog.Logger) Interceptor {
+	return func(next CallFunc) CallFunc {
+		return func(ctx context.Context, info *CallInfo, req any) (any, error) {
+			start := time.Now()
+			resp, err := next(ctx, info, req)
+			attrs := []slog.Attr{
+				slog.String("side", info.Side.String()), slog.String("queue", info.Queue), slog.String("function", info.Function),
+				slog.String("id", info.ID), slog.Duration("took", time.Since(start)),
+			}
+			if err == nil {
+				l.LogAttrs(ctx, slog.LevelInfo, "redisrpc: call", attrs...)
+			} else {
+				l.LogAttrs(ctx, slog.LevelWarn, "redisrpc: call failed", append(attrs, slog.String("code", string(CodeOf(err))), slog.String("err", err.Error()))...)
+			}
+			return resp, err
+		}
+	}
 }

@@ -1337,3 +1337,50 @@ func TestStats(t *testing.T) {
 		t.Errorf("pops: got %d bringing %d requests; want 1 to 13 bringing 13", st.Pops, st.Taken)
 	}
 }
+
+// TestLogCalls: the logging interceptor writes one record per call on each
+// side, with the request id, and the code of failures.
+func TestLogCalls(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil))
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithInterceptors(redisrpc.LogCalls(log)))
+	redisrpc.Handle(mux, add1, func(_ context.Context, x int) (int, error) {
+		if x < 0 {
+			return 0, redisrpc.NewError(redisrpc.CodeInvalidArgument, "negative")
+		}
+		return x + 1, nil
+	})
+	serve(t, mux)
+	c := newClient(t, rc, q, redisrpc.WithInterceptors(redisrpc.LogCalls(log)))
+	ctx := timeout(t, 5*time.Second)
+	redisrpc.Call(ctx, c, add1, 1)
+	redisrpc.Call(ctx, c, add1, -1)
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	for _, want := range []string{
+		`level=INFO msg="redisrpc: call" side=server queue=` + q + ` function=add1 id=1 took=`,
+		`level=INFO msg="redisrpc: call" side=client queue=` + q + ` function=add1 id=1 took=`,
+		`level=WARN msg="redisrpc: call failed" side=server queue=` + q + ` function=add1 id=2 took=`,
+		`code=invalid_argument err="invalid_argument: negative"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
