@@ -121,10 +121,11 @@ func decodeArgs[Req any](fc *wire.FunctionCall) (Req, error) {
 		return req, err
 	}
 	// One positional argument that does not fit Req may still be the whole
-	// argument list of a slice-typed Req, as WithPositionalArgs sends it.
-	var whole Req
-	if json.Unmarshal(alt, &whole) == nil {
-		return whole, nil
+	// argument list of a slice-typed Req, as WithPositionalArgs sends it; and
+	// named arguments with one member, its value: add(number=5) into a number.
+	var other Req
+	if json.Unmarshal(alt, &other) == nil {
+		return other, nil
 	}
 	return req, err
 }

@@ -280,6 +280,32 @@ func (m *Mux) Stats() Stats {
 	return st
 }
 
+// ServeAndDrain serves until ctx ends, then drains, as a service does on
+// SIGTERM: it stops taking requests and gives running handlers up to grace
+// to finish, as Shutdown does. It returns nil after a clean drain, the
+// Shutdown's error where grace ran out, and Serve's error where Serve ended
+// otherwise.
+//
+//	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+//	defer stop()
+//	err := mux.ServeAndDrain(ctx, 20*time.Second)
+func (m *Mux) ServeAndDrain(ctx context.Context, grace time.Duration) error {
+	served := make(chan error, 1)
+	go func() { served <- m.Serve(context.WithoutCancel(ctx)) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	err := m.Shutdown(sctx)
+	if serr := <-served; err == nil && !errors.Is(serr, ErrServerClosed) {
+		err = serr
+	}
+	return err
+}
+
 // handlerContext is the context of one request's handler: it carries the
 // call's CallInfo without a context.WithValue of its own.
 type handlerContext struct {

@@ -173,6 +173,10 @@ func TestArgumentMapping(t *testing.T) {
 		{"no arguments", `{"name":"echo"}`, `{"return_value":null}`},
 		{"one positional", `{"name":"echo","args":[5]}`, `{"return_value":5}`},
 		{"named", `{"name":"point","kwargs":{"x":1,"y":2}}`, `{"return_value":{"x":1,"y":2}}`},
+		{"one named into a number", `{"name":"num","kwargs":{"number":5}}`, `{"return_value":5}`},
+		{"one named into a struct", `{"name":"point","kwargs":{"x":3}}`, `{"return_value":{"x":3,"y":0}}`},
+		{"one named into raw JSON", `{"name":"echo","kwargs":{"x":3}}`, `{"return_value":{"x":3}}`},
+		{"two named into a number", `{"name":"num","kwargs":{"a":1,"b":2}}`, `invalid_argument`},
 		{"several positional", `{"name":"move","args":[3,4]}`, `{"return_value":34}`},
 		{"no arguments into a struct", `{"name":"point"}`, `{"return_value":{"x":0,"y":0}}`},
 		{"wrong type", `{"name":"num","args":["five"]}`, `invalid_argument`},
@@ -939,6 +943,33 @@ func ExampleMux_Shutdown() {
 	// Output: redisrpc: server closed
 }
 
+// ExampleMux_ServeAndDrain is the main of a service that drains on SIGTERM:
+// it stops taking requests and lets running ones finish, for up to 20
+// seconds. Here the signal is simulated by cancelling the context.
+func ExampleMux_ServeAndDrain() {
+	mux := redisrpc.NewMux(rc, "example:drain")
+	started := make(chan struct{})
+	redisrpc.Handle(mux, redisrpc.NewEndpoint[int, int]("slow"), func(_ context.Context, x int) (int, error) {
+		close(started)
+		time.Sleep(100 * time.Millisecond) // in flight when the signal comes
+		return x, nil
+	})
+	c := redisrpc.NewClient(rc, "example:drain")
+	defer c.Close()
+	answered := make(chan int)
+	go func() {
+		got, _ := redisrpc.Call(context.Background(), c, redisrpc.NewEndpoint[int, int]("slow"), 7)
+		answered <- got
+	}()
+
+	// In a service: signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	ctx, sigterm := context.WithCancel(context.Background())
+	go func() { <-started; sigterm() }()
+	err := mux.ServeAndDrain(ctx, 20*time.Second)
+	fmt.Println("drained:", err, "- the call in flight got", <-answered)
+	// Output: drained: <nil> - the call in flight got 7
+}
+
 // ExampleWithAtLeastOnce serves a queue so that no request is lost when a
 // server dies: its requests go to another server. Handlers may then run twice
 // for one call, so this one is idempotent: it sets, it does not add.
@@ -1383,4 +1414,65 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// ExampleWithInterceptors refuses calls that carry no token, on the server,
+// and adds the token on the client.
+func ExampleWithInterceptors() {
+	auth := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			if info.Meta["token"] != "s3cret" {
+				return nil, redisrpc.NewError("unauthenticated", "no valid token")
+			}
+			return next(ctx, info, req)
+		}
+	}
+	mux := redisrpc.NewMux(rc, "example:auth", redisrpc.WithInterceptors(auth))
+	hello := redisrpc.NewEndpoint[string, string]("hello")
+	redisrpc.Handle(mux, hello, func(_ context.Context, name string) (string, error) { return "hello " + name, nil })
+	go mux.Serve(context.Background())
+	defer mux.Shutdown(context.Background())
+
+	token := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			info.Meta = map[string]string{"token": "s3cret"} // a new map: never modify the one found
+			return next(ctx, info, req)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, c := range []*redisrpc.Client{
+		redisrpc.NewClient(rc, "example:auth"),
+		redisrpc.NewClient(rc, "example:auth", redisrpc.WithInterceptors(token)),
+	} {
+		got, err := redisrpc.Call(ctx, c, hello, "ann")
+		fmt.Printf("%q %v\n", got, err)
+		c.Close()
+	}
+	// Output:
+	// "" redisrpc: hello: unauthenticated: no valid token
+	// "hello ann" <nil>
+}
+
+// ExampleErrorDetails reads the structured details of a failure.
+func ExampleErrorDetails() {
+	type Shortage struct {
+		Item string `json:"item"`
+		Left int    `json:"left"`
+	}
+	mux := redisrpc.NewMux(rc, "example:details")
+	order := redisrpc.NewEndpoint[int, string]("order")
+	redisrpc.Handle(mux, order, func(_ context.Context, n int) (string, error) {
+		return "", redisrpc.NewError("out_of_stock", "not enough apples").WithDetails(Shortage{"apple", 2})
+	})
+	go mux.Serve(context.Background())
+	defer mux.Shutdown(context.Background())
+	c := redisrpc.NewClient(rc, "example:details")
+	defer c.Close()
+
+	_, err := redisrpc.Call(context.Background(), c, order, 5)
+	if s, ok := redisrpc.ErrorDetails[Shortage](err); ok && redisrpc.CodeOf(err) == "out_of_stock" {
+		fmt.Printf("only %d %s left\n", s.Left, s.Item)
+	}
+	// Output: only 2 apple left
 }

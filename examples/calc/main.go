@@ -128,21 +128,5 @@ func connect() (rueidis.Client, error) {
 
 // serve serves the calculator until ctx ends, then drains.
 func serve(ctx context.Context, rc rueidis.Client, queue string) error {
-	mux := newMux(rc, queue)
-	served := make(chan error, 1)
-	go func() { served <- mux.Serve(context.WithoutCancel(ctx)) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := mux.Shutdown(sctx); err != nil {
-		return err
-	}
-	if err := <-served; !errors.Is(err, redisrpc.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return newMux(rc, queue).ServeAndDrain(ctx, 10*time.Second)
 }

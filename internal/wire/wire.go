@@ -69,9 +69,10 @@ var ErrBadArgs = errors.New("bad arguments")
 
 // ArgsJSON returns the JSON to decode into a handler's request value, following the
 // protocol's table: nil for no arguments, the object for named arguments, the single
-// element for one positional argument, the array for several. For one positional
-// argument alt is the whole array, to try when the element does not fit (a slice type).
-// fc must hold valid JSON, as from DecodeRequest.
+// element for one positional argument, the array for several. alt is what to try
+// when data does not fit: for one positional argument the whole array (a slice
+// type), for named arguments with one member that member's value (calc.add(number=5)
+// into a number). fc must hold valid JSON, as from DecodeRequest.
 func (fc *FunctionCall) ArgsJSON() (data, alt []byte, err error) {
 	hasArgs, hasKwargs := present(fc.Args), present(fc.Kwargs)
 	if hasKwargs && !isKind(fc.Kwargs, '{') {
@@ -89,13 +90,29 @@ func (fc *FunctionCall) ArgsJSON() (data, alt []byte, err error) {
 	case len(args) > 0 && hasKwargs:
 		return nil, nil, fmt.Errorf("%w: both positional and named arguments", ErrBadArgs)
 	case hasKwargs:
-		return fc.Kwargs, nil, nil
+		return fc.Kwargs, soleMember(fc.Kwargs), nil
 	case len(args) == 1:
 		return args[0], fc.Args, nil
 	case len(args) > 1:
 		return fc.Args, nil, nil
 	}
 	return nil, nil, nil
+}
+
+// soleMember returns the value of the valid JSON object obj's only member,
+// or nil where it has more.
+func soleMember(obj []byte) []byte {
+	var value []byte
+	n := 0
+	eachMember(obj, false, func(_, v []byte) error {
+		n++
+		value = v
+		return nil
+	})
+	if n != 1 {
+		return nil
+	}
+	return value
 }
 
 // ValidResponseQueue reports whether name lies inside the namespace a server of
