@@ -3,14 +3,11 @@ package redisrpc_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/redisrpctest"
 )
 
 type payload struct {
@@ -36,59 +33,34 @@ func BenchmarkCall(b *testing.B) {
 	}
 }
 
-func benchCall(b *testing.B, callers, size int) {
-	q := fmt.Sprintf("bench:%d", time.Now().UnixNano())
-	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(max(64, callers)))
+func benchCall(b *testing.B, callers, size int, interceptors ...redisrpc.Interceptor) {
+	rc := redisrpctest.Redis(b)
+	q := redisrpctest.Queue(b)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(max(64, callers)), redisrpc.WithInterceptors(interceptors...))
 	redisrpc.Handle(mux, echo, func(_ context.Context, p payload) (payload, error) { return p, nil })
-	served := make(chan error, 1)
-	go func() { served <- mux.Serve(context.Background()) }()
-	defer func() {
-		mux.Shutdown(context.Background())
-		<-served
-	}()
-	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
+	redisrpctest.Serve(b, mux)
+	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithInterceptors(interceptors...))
 	defer c.Close()
-
 	// The JSON of a payload is about size bytes.
 	req := payload{Data: strings.Repeat("x", max(size-20, 1))}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	if _, err := redisrpc.Call(ctx, c, echo, req); err != nil { // warm up connections
-		b.Fatal(err)
+	redisrpctest.Benchmark(b, callers, func(ctx context.Context) error {
+		_, err := redisrpc.Call(ctx, c, echo, req)
+		return err
+	})
+}
+
+// BenchmarkInterceptors measures what interceptors cost a call, at 16
+// callers with 64 B payloads: none, and one that passes every call on, on
+// both the client and the server. redisrpcotel's BenchmarkCallOTel measures
+// its pair the same way.
+//
+//	go test -run '^$' -bench Interceptors -benchtime 100000x -count 5
+func BenchmarkInterceptors(b *testing.B) {
+	pass := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) { return next(ctx, info, req) }
 	}
-	lat := make([]time.Duration, b.N)
-	var next atomic.Int64
-	var failed atomic.Value
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(b.N) {
-					return
-				}
-				t0 := time.Now()
-				if _, err := redisrpc.Call(ctx, c, echo, req); err != nil {
-					failed.Store(err)
-					return
-				}
-				lat[i] = time.Since(t0)
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err, _ := failed.Load().(error); err != nil {
-		b.Fatal(err)
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
+	b.Run("none", func(b *testing.B) { benchCall(b, 16, 64) })
+	b.Run("one", func(b *testing.B) { benchCall(b, 16, 64, pass) })
 }
 
 func sizeName(n int) string {

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,4 +125,58 @@ func HandlerContext(tb testing.TB, info redisrpc.CallInfo) context.Context {
 	}
 	tb.Cleanup(cancel)
 	return redisrpc.NewIncomingContext(ctx, info)
+}
+
+// Benchmark makes b.N calls of call from callers goroutines at once and
+// reports, beside allocations, the figures a user of a service cares about:
+// calls/s, and the median and 99th percentile latency in microseconds
+// (p50-us, p99-us). It fails b at the first call that fails.
+//
+//	func BenchmarkAdd(b *testing.B) {
+//		...
+//		redisrpctest.Benchmark(b, 16, func(ctx context.Context) error {
+//			_, err := redisrpc.Call(ctx, c, Add, 2)
+//			return err
+//		})
+//	}
+func Benchmark(b *testing.B, callers int, call func(ctx context.Context) error) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := call(ctx); err != nil { // connections warm
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	var failed atomic.Value
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				if err := call(ctx); err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
 }
