@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
 
+	"github.com/redisrpc/redisrpc/internal/registry"
 	"github.com/redisrpc/redisrpc/internal/server"
 	"github.com/redisrpc/redisrpc/internal/stats"
 	"github.com/redisrpc/redisrpc/internal/wire"
@@ -77,6 +81,7 @@ type handler struct {
 	direct func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error)
 	decode func(fc *wire.FunctionCall) (any, error)
 	call   func(ctx context.Context, req any) (any, error)
+	types  [2]string // Go types of the request and response, for the registry
 	stats  stats.Function
 }
 
@@ -116,6 +121,7 @@ func NewMux(rc rueidis.Client, queue string, opts ...MuxOption) *Mux {
 		Lease:       cfg.heartbeat,
 		Reliable:    cfg.atLeastOnce,
 		Logger:      cfg.logger,
+		Info:        m.info,
 	}, m.invoke)
 	m.handlers.Store(&map[string]*handler{})
 	return m
@@ -145,6 +151,7 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 		return req, nil
 	}
 	m.register(e.name, &handler{
+		types: [2]string{reflect.TypeFor[Req]().String(), reflect.TypeFor[Resp]().String()},
 		direct: func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error) {
 			req, err := decode(fc)
 			if err != nil {
@@ -305,6 +312,45 @@ func (m *Mux) ServeAndDrain(ctx context.Context, grace time.Duration) error {
 	}
 	return err
 }
+
+// info is what m publishes in the registry beside what its server knows.
+func (m *Mux) info() registry.Info {
+	info := registry.Info{Version: version(), Stats: registry.Stats{Functions: map[string]registry.FunctionStats{}}}
+	add := func(name string, f *stats.Function) {
+		if f.Calls.Load() == 0 {
+			return
+		}
+		h := f.Latency.Snapshot()
+		fs := registry.FunctionStats{Calls: f.Calls.Load(), Errors: f.Errors(), Hist: h.Sparse(),
+			P50US: h.Quantile(0.5).Microseconds(), P90US: h.Quantile(0.9).Microseconds(), P99US: h.Quantile(0.99).Microseconds()}
+		info.Stats.Functions[name] = fs
+	}
+	handlers := *m.handlers.Load()
+	for _, name := range slices.Sorted(maps.Keys(handlers)) {
+		h := handlers[name]
+		info.Functions = append(info.Functions, registry.Function{Name: name, Request: h.types[0], Response: h.types[1]})
+		add(name, &h.stats)
+	}
+	add("", &m.unknown)
+	return info
+}
+
+// version returns the version of this module in the running binary.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Path == modulePath {
+			return bi.Main.Version
+		}
+		for _, d := range bi.Deps {
+			if d.Path == modulePath {
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+}
+
+const modulePath = "github.com/redisrpc/redisrpc"
 
 // handlerContext is the context of one request's handler: it carries the
 // call's CallInfo without a context.WithValue of its own.

@@ -138,6 +138,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -332,9 +333,22 @@ func WithInterceptors(interceptors ...Interceptor) Option {
 
 type clientConfig struct {
 	shared
-	classic bool
-	forward bool
-	timeout time.Duration
+	classic  bool
+	forward  bool
+	failFast bool
+	timeout  time.Duration
+}
+
+// WithFailFast makes a Client's calls fail at once with CodeUnavailable
+// while the registry shows no live server of its queue, rather than wait in
+// the queue for one. The Client reads the registry at its first call and
+// every two seconds after, never on the way of a call; a server counts as
+// live until it stops, or until its heartbeat lapses when it dies. It has no
+// effect WithClassicServer, as classic servers do not register. By default
+// calls wait for a server until their deadline, as requests wait in Redis
+// while servers restart.
+func WithFailFast() ClientOption {
+	return clientOption(func(c *clientConfig) { c.failFast = true })
 }
 
 // WithClassicServer makes a Client wait for each response on a list of its own,
@@ -385,6 +399,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 	c.engine = client.New(rc, client.Config{
 		Queue: queue, Shards: cfg.shards, Classic: cfg.classic, Logger: cfg.logger, MaxMessage: cfg.maxMessage,
 		Closed: ErrClientClosed, NoID: ErrClassicServer, TooLarge: ErrTooLarge,
+		FailFast: cfg.failFast, Unavailable: &Error{Code: CodeUnavailable, Message: "no live server of " + queue + " is registered"},
 	})
 	if len(cfg.interceptors) > 0 {
 		c.call = chain(cfg.interceptors, nil)
@@ -414,24 +429,30 @@ func (c *Client) Close() error {
 // ErrClientClosed, ErrClassicServer, ErrTooLarge, or a wrapped Redis error
 // otherwise. Each names the function: "redisrpc: add: ...".
 func Call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], req Req) (Resp, error) {
-	var resp Resp
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
 		defer cancel()
 	}
+	return call(ctx, c, e, req, "")
+}
+
+// call makes one call, through the interceptors, to the queue or, where
+// server is set, to that server alone.
+func call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], req Req, server string) (Resp, error) {
+	var resp Resp
 	info := CallInfo{Side: SideClient, Queue: c.queue, Function: e.name, ID: c.engine.NewID(), Meta: c.meta(ctx)}
 	info.Deadline, _ = ctx.Deadline()
 	var err error
 	if c.call == nil {
-		resp, err = send(ctx, c, e, &info, req)
+		resp, err = send(ctx, c, e, &info, req, server)
 	} else {
 		info.next = func(ctx context.Context, info *CallInfo, v any) (any, error) {
 			req, ok := v.(Req)
 			if !ok {
 				return nil, fmt.Errorf("an interceptor passed on a %T, want a %T", v, req)
 			}
-			return send(ctx, c, e, info, req)
+			return send(ctx, c, e, info, req, server)
 		}
 		var out any
 		out, err = c.call(ctx, &info, req)
@@ -448,9 +469,51 @@ func Call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 	return resp, nil
 }
 
+// Result is one server's answer to CallAll.
+type Result[Resp any] struct {
+	Server string // the server's id in the registry
+	Value  Resp
+	Err    error // as Call returns them
+}
+
+// CallAll calls endpoint e with req on every live server of c's queue at
+// once, not on one of them as Call does, and returns their answers, one per
+// server, once all have answered or ctx has ended: a server that has not
+// answered by then has ctx's error. It is for cache flushes, configuration
+// reloads, health probes. Each request goes to the server's own inbox, a
+// list it alone takes from (docs/protocol.md), and expires from it at the
+// call's deadline; servers run such requests at most once, whatever their
+// delivery mode. The live servers are read from the registry when CallAll
+// starts; classic servers, which do not register, are not called. ctx's
+// deadline, or WithCallTimeout, travels with the requests.
+//
+// CallAll returns an error only when the registry cannot be read; with no
+// live server it returns no results.
+func CallAll[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], req Req) ([]Result[Resp], error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
+		defer cancel()
+	}
+	servers, err := c.engine.Live(ctx)
+	if err != nil {
+		return nil, &callError{function: e.name, err: fmt.Errorf("reading the registry: %w", err)}
+	}
+	results := make([]Result[Resp], len(servers))
+	var wg sync.WaitGroup
+	for i, server := range servers {
+		wg.Go(func() {
+			v, err := call(ctx, c, e, req, server)
+			results[i] = Result[Resp]{Server: server, Value: v, Err: err}
+		})
+	}
+	wg.Wait()
+	return results, nil
+}
+
 // send encodes req, sends it, and decodes the response: the innermost step of
 // a call, around which interceptors run.
-func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], info *CallInfo, req Req) (Resp, error) {
+func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], info *CallInfo, req Req, server string) (Resp, error) {
 	var resp Resp
 	fc, err := e.encode(req)
 	if err != nil {
@@ -460,7 +523,12 @@ func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 	if !info.Deadline.IsZero() {
 		r.Deadline = wire.Deadline(info.Deadline)
 	}
-	raw, err := c.engine.Call(ctx, &r)
+	var raw string
+	if server == "" {
+		raw, err = c.engine.Call(ctx, &r)
+	} else {
+		raw, err = c.engine.CallServer(ctx, &r, server)
+	}
 	if err != nil {
 		return resp, err
 	}

@@ -1328,12 +1328,13 @@ func TestStats(t *testing.T) {
 	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
-	release := make(chan struct{})
+	release, started := make(chan struct{}), make(chan struct{})
 	redisrpc.Handle(mux, add1, func(_ context.Context, x int) (int, error) {
 		switch x {
 		case -1:
 			return 0, redisrpc.NewError(redisrpc.CodeInvalidArgument, "negative")
 		case -2:
+			close(started)
 			<-release
 		}
 		time.Sleep(time.Millisecond)
@@ -1349,10 +1350,12 @@ func TestStats(t *testing.T) {
 	redisrpc.Call(ctx, c, redisrpc.NewEndpoint[int, int]("nope"), 1)
 	held := make(chan error, 1)
 	go func() { _, err := redisrpc.Call(ctx, c, add1, -2); held <- err }()
-	for mux.Stats().InFlight != 1 {
+	<-started
+	// The other requests leave the count just after their answers.
+	st := mux.Stats()
+	for deadline := time.Now().Add(time.Second); st.InFlight != 1 && time.Now().Before(deadline); st = mux.Stats() {
 		time.Sleep(time.Millisecond)
 	}
-	st := mux.Stats()
 	close(release)
 	if err := <-held; err != nil {
 		t.Fatal(err)
@@ -1363,6 +1366,9 @@ func TestStats(t *testing.T) {
 	}
 	if u := st.Functions[""]; u.Calls != 1 || u.Errors[redisrpc.CodeNotFound] != 1 {
 		t.Errorf("unknown functions: got %+v; want 1 call, 1 not_found", u)
+	}
+	if st.InFlight != 1 {
+		t.Errorf("in flight: got %d, want 1", st.InFlight)
 	}
 	if st.Taken != 13 || st.Pops == 0 || st.Pops > st.Taken {
 		t.Errorf("pops: got %d bringing %d requests; want 1 to 13 bringing 13", st.Pops, st.Taken)

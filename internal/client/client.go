@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/registry"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -30,6 +33,21 @@ type Config struct {
 	// Closed, NoID and TooLarge are the errors of calls on a closed client,
 	// of calls answered without an id, and of messages over MaxMessage.
 	Closed, NoID, TooLarge error
+	// FailFast fails calls with Unavailable while the registry shows no live
+	// server of the queue.
+	FailFast    bool
+	Unavailable error
+}
+
+// registryRefresh is how often a client reads the registry.
+const registryRefresh = 2 * time.Second
+
+// view is what a client last read of its servers in the registry.
+type view struct {
+	read       bool     // the registry could be read
+	live       int      // live servers
+	lists      []string // request lists: the queue and its shards
+	maxRequest int      // the least of the servers' and the client's limits
 }
 
 const (
@@ -44,14 +62,17 @@ const (
 
 // Client sends calls to one queue. It is safe for concurrent use.
 type Client struct {
-	rc       rueidis.Client
-	cfg      Config
-	lists    []string // request lists: the queue and its shards
-	replyKey string   // shared response list
-	popper   *lists.Popper
-	pusher   *lists.Pusher
-	nextID   atomic.Uint64
-	nextList atomic.Uint32
+	rc        rueidis.Client
+	cfg       Config
+	view      atomic.Pointer[view]
+	watching  sync.Once
+	watched   chan struct{} // closed once the registry was first read, or not
+	replyKey  string        // shared response list
+	popper    *lists.Popper
+	pusher    *lists.Pusher
+	nextID    atomic.Uint64
+	nextList  atomic.Uint32
+	disagreed atomic.Bool // the servers' shard counts differ, and it was logged
 
 	mu        sync.Mutex
 	pending   map[string]chan result
@@ -74,13 +95,14 @@ func New(rc rueidis.Client, cfg Config) *Client {
 	c := &Client{
 		rc:       rc,
 		cfg:      cfg,
-		lists:    keys.Shards(cfg.Queue, cfg.Shards),
+		watched:  make(chan struct{}),
 		replyKey: wire.ResponsePrefix(cfg.Queue) + wire.RandomName(20),
 		popper:   lists.NewPopper(rc),
 		pending:  make(map[string]chan result),
 		ctx:      ctx,
 		stop:     stop,
 	}
+	c.view.Store(&view{lists: keys.Shards(cfg.Queue, cfg.Shards), maxRequest: cfg.MaxMessage})
 	// Callers must never wait on Redis past their context: a goroutine sends.
 	c.pusher = lists.NewPusher(rc, lists.PusherConfig{OnError: c.pushFailed})
 	return c
@@ -132,10 +154,12 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 	if c.cfg.Classic {
 		return c.callClassic(ctx, req)
 	}
-	req.ResponseQueue = c.replyKey
-	fc := &req.FunctionCall
-	body := wire.AppendRequest(make([]byte, 0, 112+len(c.replyKey)+len(fc.Name)+len(fc.Args)+len(fc.Kwargs)), req)
-	if err := c.checkSize("request", len(body)); err != nil {
+	v, err := c.current(ctx)
+	if err != nil {
+		return "", err
+	}
+	body, err := c.encode(req, v.maxRequest)
+	if err != nil {
 		return "", err
 	}
 	ch := make(chan result, 1)
@@ -143,14 +167,30 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 		return "", err
 	}
 	// Requests queued by concurrent calls travel together in one RPUSH.
-	list := c.lists[0]
-	if len(c.lists) > 1 {
-		list = c.lists[int(c.nextList.Add(1))%len(c.lists)]
+	list := v.lists[0]
+	if len(v.lists) > 1 {
+		list = v.lists[int(c.nextList.Add(1))%len(v.lists)]
 	}
 	if !c.pusher.Push(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID}) {
 		c.unregister(req.ID) // Close came between register and Push
 		return "", c.cfg.Closed
 	}
+	return c.wait(ctx, req.ID, ch)
+}
+
+// encode fills in the response queue and encodes req, if it is not over limit.
+func (c *Client) encode(req *wire.Request, limit int) ([]byte, error) {
+	req.ResponseQueue = c.replyKey
+	fc := &req.FunctionCall
+	body := wire.AppendRequest(make([]byte, 0, 112+len(c.replyKey)+len(fc.Name)+len(fc.Args)+len(fc.Kwargs)), req)
+	if len(body) > limit {
+		return nil, fmt.Errorf("%w: a request of %d bytes, over the limit of %d", c.cfg.TooLarge, len(body), limit)
+	}
+	return body, nil
+}
+
+// wait waits for the response of the call id on ch.
+func (c *Client) wait(ctx context.Context, id string, ch chan result) (string, error) {
 	select {
 	case r := <-ch:
 		if r.err == nil {
@@ -158,9 +198,134 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 		}
 		return r.raw, r.err
 	case <-ctx.Done():
-		c.unregister(req.ID)
+		c.unregister(id)
 		return "", ctx.Err()
 	}
+}
+
+// CallServer sends req to the inbox of one server of the queue, server,
+// which alone answers it, and returns the raw response. The request expires
+// from the inbox with ctx's deadline, or after a minute.
+func (c *Client) CallServer(ctx context.Context, req *wire.Request, server string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	req.Sent = time.Now().UnixMilli()
+	body, err := c.encode(req, c.cfg.MaxMessage)
+	if err != nil {
+		return "", err
+	}
+	ch := make(chan result, 1)
+	if err := c.register(req.ID, ch); err != nil {
+		return "", err
+	}
+	ttl := time.Minute
+	if dl, ok := ctx.Deadline(); ok {
+		ttl = max(time.Until(dl), time.Millisecond)
+	}
+	inbox := keys.Inbox(c.cfg.Queue, server)
+	if err := firstErr(c.rc.DoMulti(ctx,
+		c.rc.B().Rpush().Key(inbox).Element(rueidis.BinaryString(body)).Build(),
+		c.rc.B().Pexpire().Key(inbox).Milliseconds(ttl.Milliseconds()).Build())); err != nil {
+		c.unregister(req.ID)
+		return "", fmt.Errorf("sending the request: %w", err)
+	}
+	return c.wait(ctx, req.ID, ch)
+}
+
+// Live returns the ids of the queue's live servers, read from the registry now.
+func (c *Client) Live(ctx context.Context) ([]string, error) {
+	return registry.LiveIDs(ctx, c.rc, c.cfg.Queue)
+}
+
+// current returns the client's view of its servers, reading the registry
+// first at the first call; and with FailFast, fails while it shows none.
+func (c *Client) current(ctx context.Context) (*view, error) {
+	c.watching.Do(c.watch)
+	select {
+	case <-c.watched:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	v := c.view.Load()
+	if c.cfg.FailFast && v.read && v.live == 0 {
+		return nil, c.cfg.Unavailable
+	}
+	return v, nil
+}
+
+// watch starts reading the registry every registryRefresh, until Close.
+func (c *Client) watch() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		close(c.watched)
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(registryRefresh)
+		defer t.Stop()
+		failing := false
+		for first := true; ; first = false {
+			failing = c.refresh(failing)
+			if first {
+				close(c.watched)
+			}
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// refresh reads the registry: how many servers are live, their shards and
+// their message limit. It logs a failure to read when it starts and the
+// recovery after; it reports whether reading failed.
+func (c *Client) refresh(failing bool) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, registryRefresh)
+	defer cancel()
+	infos, err := registry.Live(ctx, c.rc, c.cfg.Queue)
+	if err != nil {
+		if !failing && c.ctx.Err() == nil {
+			c.cfg.Logger.Warn("redisrpc: reading the registry; calls keep the client's own shards and limits", "queue", c.cfg.Queue, "err", err)
+		}
+		return true
+	}
+	if failing {
+		c.cfg.Logger.Info("redisrpc: reading the registry again", "queue", c.cfg.Queue)
+	}
+	old := c.view.Load()
+	v := &view{read: true, live: len(infos), lists: old.lists, maxRequest: c.cfg.MaxMessage}
+	shards := map[int]bool{}
+	for _, info := range infos {
+		if info.Shards > 0 {
+			shards[info.Shards] = true
+		}
+		if info.MaxMessage > 0 {
+			v.maxRequest = min(v.maxRequest, info.MaxMessage)
+		}
+	}
+	switch {
+	case len(shards) > 1:
+		if !c.disagreed.Swap(true) {
+			c.cfg.Logger.Error("redisrpc: the servers of the queue registered different shard counts; calls to the shards some do not serve wait for others",
+				"queue", c.cfg.Queue, "shards", slices.Sorted(maps.Keys(shards)), "client_shards", len(old.lists))
+		}
+	case len(shards) == 1:
+		c.disagreed.Store(false)
+		for n := range shards {
+			if n != len(old.lists) {
+				c.cfg.Logger.Info("redisrpc: using the shard count the servers registered", "queue", c.cfg.Queue, "shards", n, "configured", c.cfg.Shards)
+				v.lists = keys.Shards(c.cfg.Queue, n)
+			}
+		}
+	}
+	c.view.Store(v)
+	return false
 }
 
 // callClassic waits for the response on a list of the call's own, with no id.
@@ -170,6 +335,7 @@ func (c *Client) callClassic(ctx context.Context, req *wire.Request) (string, er
 	if err := c.checkSize("request", len(body)); err != nil {
 		return "", err
 	}
+
 	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.cfg.Queue).Element(rueidis.BinaryString(body)).Build()).Error(); err != nil {
 		return "", fmt.Errorf("sending the request: %w", err)
 	}
@@ -190,6 +356,15 @@ func (c *Client) callClassic(ctx context.Context, req *wire.Request) (string, er
 		return "", fmt.Errorf("waiting for the response: unexpected BLPOP reply %q", kv)
 	}
 	return kv[1], c.checkSize("response", len(kv[1]))
+}
+
+func firstErr(rs []rueidis.RedisResult) error {
+	for _, r := range rs {
+		if err := r.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkSize fails a message of n bytes over MaxMessage.

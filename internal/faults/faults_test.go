@@ -21,6 +21,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/inspect"
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/localredis"
 	"github.com/redisrpc/redisrpc/redisrpctest"
@@ -499,4 +500,50 @@ func readmeACL(t *testing.T) []string {
 	}
 	block, _, _ = strings.Cut(block, "```")
 	return append([]string{"ACL", "SETUSER"}, strings.Fields(block)...)
+}
+
+// TestDeadServerLeavesRegistry: a server killed (SIGKILL) leaves the
+// registry's live servers by itself within its heartbeat (1 s here).
+func TestDeadServerLeavesRegistry(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_MODE=at-most-once", "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
+		"FAULTS_EMBEDDED="+map[bool]string{true: "1", false: "0"}[redis.Embedded])
+	child.Stderr = os.Stderr
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Wait()
+	defer child.Process.Kill()
+	if line, err := readLine(out); err != nil || line != "ready" {
+		t.Fatalf("server process: got %q, %v; want ready", line, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	live := func() int {
+		got, err := inspect.Inspect(ctx, rc, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got.Servers)
+	}
+	for live() != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for live() != 0 {
+		if time.Since(killed) > 3*time.Second {
+			t.Fatal("the killed server is still live in the registry 3 s after")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("the killed server left the registry %v after the kill (1 s heartbeat)", time.Since(killed).Round(time.Millisecond))
 }

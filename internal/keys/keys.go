@@ -120,3 +120,15 @@ func Leases(list string) string { return Tag(list) + ":leases" }
 
 // Wake is where a server pushes tokens to end its own waiting pops on list.
 func Wake(list, id string) string { return Tag(list) + ":wake:" + id }
+
+// Services is the index of queues with servers: a sorted set of queue names
+// scored by their last beat (Unix ms, a server's clock).
+const Services = "redisrpc:services"
+
+// Server is where the server id of queue publishes what it is and what it
+// has done, with the TTL of its lease.
+func Server(queue, id string) string { return Tag(queue) + ":server:" + id }
+
+// Inbox is the list of requests meant for the server id of queue alone
+// (CallAll).
+func Inbox(queue, id string) string { return Tag(queue) + ":inbox:" + id }

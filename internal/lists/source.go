@@ -13,18 +13,22 @@ import (
 	"github.com/redisrpc/redisrpc/internal/keys"
 )
 
-// Msg is a request taken from one of a Source's lists.
+// Msg is a request taken from one of a Source's lists, or from the
+// server's inbox.
 type Msg struct {
-	Body string
-	list int // index in Source.lists
+	Body  string
+	list  int  // index in Source.lists
+	inbox bool // from the inbox: served at most once whatever the mode
 }
 
 // Source takes the requests of a queue and its shards for one server, at most
-// once (popped) or at least once (moved to processing lists), and keeps the
+// once (popped) or at least once (moved to processing lists), and those of
+// the server's own inbox (keys.Inbox), always at most once; it keeps the
 // server's lease on each list. It is safe for concurrent use.
 type Source struct {
 	rc       rueidis.Client
 	id       string
+	inbox    string
 	lease    time.Duration
 	reliable bool
 	popper   *Popper
@@ -39,12 +43,13 @@ type list struct {
 	held                     held // at least once
 }
 
-// Loop is what one pop loop of a server pops: a list, and at most once the
-// list where Wake puts the token that ends its pop. Each loop has its own,
-// since one pop may take several tokens.
+// Loop is what one pop loop of a server pops: a list, or the inbox, or at
+// most once both, and the list where Wake puts the token that ends its pop.
+// Each loop has its own, since one pop may take several tokens.
 type Loop struct {
-	list int // index in Source.lists
-	wake string
+	list  int  // index in Source.lists; -1 for the inbox alone
+	inbox bool // the loop pops the inbox too
+	wake  string
 }
 
 // Beat is what one beat of a Source did.
@@ -58,16 +63,20 @@ type Beat struct {
 // the server id, whose leases last lease. With reliable it delivers at least
 // once.
 func NewSource(rc rueidis.Client, queue string, shards int, id string, lease time.Duration, reliable bool) *Source {
-	s := &Source{rc: rc, id: id, lease: lease, reliable: reliable, popper: NewPopper(rc), byProc: map[string]*list{}}
+	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, popper: NewPopper(rc), byProc: map[string]*list{}}
 	for i, name := range keys.Shards(queue, shards) {
 		l := &list{name: name, processing: keys.Processing(name, id), leases: keys.Leases(name)}
 		s.lists = append(s.lists, l)
 		s.byProc[l.processing] = l
 		// Two pops on a single list, so that one waits in Redis while the
-		// other goes back for more; one on each of several.
+		// other goes back for more; one on each of several. At most once the
+		// pops of the queue itself take the inbox too, which shares its slot.
 		for j := range 1 + btoi(shards <= 1) {
-			s.loops = append(s.loops, Loop{list: i, wake: keys.Wake(name, id+"."+strconv.Itoa(j))})
+			s.loops = append(s.loops, Loop{list: i, inbox: i == 0 && !reliable, wake: keys.Wake(name, id+"."+strconv.Itoa(j))})
 		}
+	}
+	if reliable { // BLMOVE takes one list: the inbox has a pop of its own
+		s.loops = append(s.loops, Loop{list: -1, inbox: true, wake: keys.Wake(queue, id+".inbox")})
 	}
 	return s
 }
@@ -85,49 +94,66 @@ func (s *Source) Loops() []Loop { return s.loops }
 // Reliable reports whether s delivers at least once.
 func (s *Source) Reliable() bool { return s.reliable }
 
-// Pop takes up to max requests for loop, waiting up to timeout for the first,
+// Pop takes up to limit requests for loop, waiting up to timeout for the first,
 // and returns none once Wake was called. At most once, it must not be
 // cancelled while it waits (see Popper.Pop); at least once, it may be, and
 // what Redis moved meanwhile stays in the processing list, where Leave or the
 // beats find it. ctx should end after MaxPopWait.
-func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, max int) ([]Msg, error) {
-	l := s.lists[loop.list]
+func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limit int) ([]Msg, error) {
 	var bodies []string
 	var err error
-	if s.reliable {
-		bodies, err = reliablePop(ctx, s.rc, l.name, l.processing, timeout, max)
+	inbox := false
+	if s.reliable && loop.list >= 0 {
+		l := s.lists[loop.list]
+		bodies, err = reliablePop(ctx, s.rc, l.name, l.processing, timeout, limit)
 		l.held.add(bodies)
 	} else {
+		keys := []string{loop.wake}
+		if loop.inbox {
+			keys = append(keys, s.inbox)
+		}
+		if loop.list >= 0 {
+			keys = append(keys, s.lists[loop.list].name)
+		}
 		var from int
-		from, bodies, err = s.popper.Pop(ctx, []string{loop.wake, l.name}, timeout, max)
-		if from == 0 {
+		from, bodies, err = s.popper.Pop(ctx, keys, timeout, limit)
+		switch {
+		case from == 0:
 			bodies = nil // the token of Wake
+		case keys[from] == s.inbox:
+			inbox = true
 		}
 	}
 	msgs := make([]Msg, len(bodies))
 	for j, b := range bodies {
-		msgs[j] = Msg{Body: b, list: loop.list}
+		msgs[j] = Msg{Body: b, list: max(loop.list, 0), inbox: inbox}
 	}
 	return msgs, err
 }
 
-// Wake ends the waiting pops of this server at most once without losing
-// what they take; at least once, the caller cancels them instead.
+// Wake ends the waiting pops of this server that pop with BLMPOP without
+// losing what they take; the caller cancels the others (BLMOVE, at least
+// once).
 func (s *Source) Wake(ctx context.Context) error {
-	if s.reliable {
-		return nil
-	}
 	cmds := make(rueidis.Commands, 0, 2*len(s.loops))
 	for _, loop := range s.loops {
+		if s.reliable && loop.list >= 0 {
+			continue
+		}
 		cmds = append(cmds, s.rc.B().Rpush().Key(loop.wake).Element("wake").Build(),
 			s.rc.B().Expire().Key(loop.wake).Seconds(10).Build())
 	}
 	return firstErr(s.rc.DoMulti(ctx, cmds...))
 }
 
-// Ack returns where and what to remove once m is answered: nothing at most once.
+// Cancellable reports whether loop's pops may be cancelled: at least once,
+// what BLMOVE moved stays in the processing list.
+func (s *Source) Cancellable(loop Loop) bool { return s.reliable && loop.list >= 0 }
+
+// Ack returns where and what to remove once m is answered: nothing at most
+// once, and for requests of the inbox.
 func (s *Source) Ack(m Msg) (list, ack string) {
-	if !s.reliable {
+	if !s.reliable || m.inbox {
 		return "", ""
 	}
 	return s.lists[m.list].processing, m.Body
@@ -144,7 +170,7 @@ func (s *Source) Settled(list, ack string) {
 
 // Drop forgets m, which gets no response.
 func (s *Source) Drop(ctx context.Context, m Msg) error {
-	if !s.reliable {
+	if !s.reliable || m.inbox {
 		return nil
 	}
 	l := s.lists[m.list]
@@ -156,10 +182,20 @@ func (s *Source) Drop(ctx context.Context, m Msg) error {
 // their order, for other servers to take.
 func (s *Source) GiveBack(ctx context.Context, msgs []Msg) error {
 	var errs []error
+	var inbox []string
+	for _, m := range msgs {
+		if m.inbox {
+			inbox = append(inbox, m.Body)
+		}
+	}
+	if len(inbox) > 0 {
+		slices.Reverse(inbox)
+		errs = append(errs, s.rc.Do(ctx, s.rc.B().Lpush().Key(s.inbox).Element(inbox...).Build()).Error())
+	}
 	for i, l := range s.lists {
 		var bodies []string
 		for _, m := range msgs {
-			if m.list == i {
+			if m.list == i && !m.inbox {
 				bodies = append(bodies, m.Body)
 			}
 		}
@@ -232,10 +268,15 @@ func (s *Source) Leave(ctx context.Context) error {
 	for _, l := range s.lists {
 		errs = append(errs, leaveScript.Exec(ctx, s.rc, []string{l.name, l.processing, l.leases}, []string{s.id, keep, strconv.FormatInt(LeaseGrace.Milliseconds(), 10)}).Error())
 	}
-	if !s.reliable {
-		for _, loop := range s.loops {
-			errs = append(errs, s.rc.Do(ctx, s.rc.B().Del().Key(loop.wake).Build()).Error())
+	// Requests in the inbox were meant for this server alone.
+	dels := []string{s.inbox}
+	for _, loop := range s.loops {
+		if !s.Cancellable(loop) {
+			dels = append(dels, loop.wake)
 		}
+	}
+	for _, k := range dels {
+		errs = append(errs, s.rc.Do(ctx, s.rc.B().Del().Key(k).Build()).Error())
 	}
 	return errors.Join(errs...)
 }

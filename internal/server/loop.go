@@ -20,10 +20,14 @@ func (r *run) loop(loop lists.Loop, share int) {
 		if !ok {
 			return
 		}
-		// At most once a pop is never cancelled, since what Redis popped would
-		// be lost: PollInterval or a Wake brings it back. MaxPopWait covers a
-		// slow or vanished server.
-		popCtx := deadline.New(r.pops, time.Now().Add(lists.MaxPopWait))
+		// A BLMPOP is never cancelled, since what Redis popped would be lost:
+		// PollInterval or a Wake brings it back. MaxPopWait covers a slow or
+		// vanished server.
+		parent := r.pops
+		if !s.source.Cancellable(loop) {
+			parent = context.WithoutCancel(parent)
+		}
+		popCtx := deadline.New(parent, time.Now().Add(lists.MaxPopWait))
 		msgs, err := s.source.Pop(popCtx, loop, PollInterval, n)
 		popCtx.Stop()
 		if r.stopped() {

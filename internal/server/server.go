@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/registry"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -32,6 +34,9 @@ type Config struct {
 	Lease       time.Duration // how long the server may go silent before others rescue its requests
 	Reliable    bool          // at least once
 	Logger      *slog.Logger
+	// Info, if set, gives what the server publishes in the registry at each
+	// beat; the server fills in what it knows itself.
+	Info func() registry.Info
 }
 
 var (
@@ -67,6 +72,7 @@ type Server struct {
 	cur    *run // the Serve running, or nil
 
 	pops, taken, active atomic.Int64 // pops that brought requests, requests they brought, requests not yet settled
+	started             time.Time
 }
 
 // Counts returns the pops that brought requests, the requests they brought,
@@ -133,9 +139,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	r.handlers, r.cutOff = context.WithCancelCause(context.WithoutCancel(ctx))
 	r.pops, r.cancelPops = context.WithCancel(context.Background())
-	if !s.cfg.Reliable {
-		r.pops = context.WithoutCancel(r.pops) // woken by Wake instead: see lists.Popper.Pop
-	}
 	s.mu.Lock()
 	switch {
 	case s.closed:
@@ -146,6 +149,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("Serve called while already serving")
 	}
 	s.cur = r
+	s.started = time.Now()
 	s.mu.Unlock()
 	defer func() {
 		r.cutOff(errStopped)
@@ -292,16 +296,37 @@ func (s *Server) startBeating() (stop func()) {
 		<-beating
 		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
 		defer cancel()
-		if err := s.source.Leave(ctx); err != nil {
+		err := errors.Join(registry.Withdraw(ctx, s.rc, s.cfg.Queue, s.cfg.ID), s.source.Leave(ctx))
+		if err != nil {
 			s.log.Error("redisrpc: leaving", "queue", s.cfg.Queue, "err", err)
 		}
 	}
 }
 
+// publish writes the server's registry entry.
+func (s *Server) publish(ctx context.Context) error {
+	info := s.cfg.Info()
+	info.ID, info.Queue, info.Host, info.PID, info.Started = s.cfg.ID, s.cfg.Queue, host, os.Getpid(), s.started.UnixMilli()
+	info.Mode = "at-most-once"
+	if s.cfg.Reliable {
+		info.Mode = "at-least-once"
+	}
+	info.Concurrency, info.Shards, info.MaxMessage = s.cfg.Concurrency, s.cfg.Shards, s.cfg.MaxMessage
+	info.HeartbeatMS = s.cfg.Lease.Milliseconds()
+	info.Stats.Pops, info.Stats.Taken, info.Stats.InFlight = s.Counts()
+	info.Updated = time.Now().UnixMilli()
+	return registry.Publish(ctx, s.rc, &info, s.cfg.Lease)
+}
+
+var host, _ = os.Hostname()
+
 func (s *Server) beat() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Lease/3)
 	defer cancel()
 	b, err := s.source.Beat(ctx)
+	if s.cfg.Info != nil {
+		err = errors.Join(err, s.publish(ctx))
+	}
 	if err != nil {
 		s.log.Error("redisrpc: heartbeat", "queue", s.cfg.Queue, "err", err)
 	}

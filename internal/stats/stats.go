@@ -5,6 +5,7 @@ package stats
 import (
 	"math"
 	"math/bits"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,32 @@ func (s *Snapshot) Since(prev *Snapshot) *Snapshot {
 		}
 	}
 	return &d
+}
+
+// Sparse returns the buckets of s that hold durations, keyed by their low
+// ends in nanoseconds, as the registry publishes them.
+func (s *Snapshot) Sparse() map[string]uint64 {
+	m := make(map[string]uint64)
+	for i, c := range s {
+		if c > 0 {
+			m[strconv.FormatInt(int64(low(i)), 10)] = c
+		}
+	}
+	return m
+}
+
+// FromSparse returns the Snapshot that Sparse gave m, ignoring keys that are
+// not the low end of a bucket.
+func FromSparse(m map[string]uint64) *Snapshot {
+	var s Snapshot
+	for k, c := range m {
+		if ns, err := strconv.ParseInt(k, 10, 64); err == nil {
+			if i := bucket(time.Duration(ns)); low(i) == time.Duration(ns) {
+				s[i] += c
+			}
+		}
+	}
+	return &s
 }
 
 // Count returns how many durations s holds.

@@ -64,3 +64,18 @@ func TestQuantile(t *testing.T) {
 		t.Error("the median of nothing is not 0")
 	}
 }
+
+// TestSparse: a snapshot survives the registry's sparse form.
+func TestSparse(t *testing.T) {
+	var h Histogram
+	for _, d := range []time.Duration{0, 3, 5 * time.Microsecond, time.Millisecond, time.Millisecond, time.Hour} {
+		h.Observe(d)
+	}
+	s := h.Snapshot()
+	if back := FromSparse(s.Sparse()); *back != *s {
+		t.Errorf("FromSparse(Sparse()) differs: %v", s.Sparse())
+	}
+	if len(s.Sparse()) != 5 {
+		t.Errorf("Sparse() has %d buckets, want 5: %v", len(s.Sparse()), s.Sparse())
+	}
+}
