@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/localredis"
+	"github.com/redisrpc/redisrpc/redisrpctest"
+)
+
+// realRedis returns the URL of a redis-server, or skips: the command is
+// tested against the real thing.
+func realRedis(t *testing.T) *localredis.Server {
+	t.Helper()
+	srv, err := localredis.Start(localredis.Any)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	if srv.Embedded {
+		t.Skip("the redisrpc command is tested against a real Redis: set REDIS_URL or put redis-server on PATH")
+	}
+	return srv
+}
+
+// cli runs the command in-process and returns its exit code and output.
+func cli(t *testing.T, url string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	full := append([]string{args[0], "-url", url}, args[1:]...)
+	code := run(context.Background(), full, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+var (
+	greet = redisrpc.NewEndpoint[greeting, string]("greet", redisrpc.WithNamedArgs())
+	sum   = redisrpc.NewEndpoint[[]float64, float64]("sum", redisrpc.WithPositionalArgs())
+	order = redisrpc.NewEndpoint[int, string]("order")
+)
+
+type greeting struct {
+	Name  string `json:"name"`
+	Times int    `json:"times"`
+}
+
+// serveShop serves greet, sum and order on queue of the Redis at url.
+func serveShop(t *testing.T, rc rueidis.Client, queue string) {
+	mux := redisrpc.NewMux(rc, queue, redisrpc.WithHeartbeat(300*time.Millisecond))
+	redisrpc.Handle(mux, greet, func(_ context.Context, g greeting) (string, error) {
+		return strings.Repeat("hello "+g.Name+" ", g.Times), nil
+	})
+	redisrpc.Handle(mux, sum, func(_ context.Context, xs []float64) (float64, error) {
+		var s float64
+		for _, x := range xs {
+			s += x
+		}
+		return s, nil
+	})
+	redisrpc.Handle(mux, order, func(_ context.Context, n int) (string, error) {
+		if n > 3 {
+			return "", redisrpc.NewError("out_of_stock", "only 3 left").WithDetails(map[string]int{"left": 3})
+		}
+		return "ok", nil
+	})
+	redisrpctest.Serve(t, mux)
+}
+
+func TestCall(t *testing.T) {
+	srv := realRedis(t)
+	rc, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	q := redisrpctest.Queue(t)
+	serveShop(t, rc, q)
+	for _, tt := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string
+	}{
+		{[]string{"call", q, "sum", "1", "2", "3.5"}, 0, "6.5\n", ""},
+		{[]string{"call", q, "sum"}, 0, "0\n", ""},
+		{[]string{"call", "-kwargs", `{"name":"Ann","times":2}`, q, "greet"}, 0, `"hello Ann hello Ann "` + "\n", ""},
+		{[]string{"call", q, "order", "2"}, 0, `"ok"` + "\n", ""},
+		{[]string{"call", q, "order", "5"}, 1, "", "out_of_stock: only 3 left\ndetails: {\"left\":3}\n"},
+		{[]string{"call", q, "nope"}, 1, "", "not_found: no function \"nope\"\nredisrpc info " + q + " lists its functions\n"},
+		{[]string{"call", q, "sum", "a", "b"}, 1, "", "invalid_argument"},
+		{[]string{"call", q + ":nobody", "sum", "1"}, 1, "", "unavailable: no live server of " + q + ":nobody is registered\nstart a server"},
+		{[]string{"call", "-wait", "-timeout", "200ms", q + ":nobody", "sum", "1"}, 1, "", "no answer within 200ms"},
+		{[]string{"call", q}, 2, "", "want QUEUE FUNCTION"},
+		{[]string{"call", "-kwargs", "[1]", q, "greet"}, 2, "", "want a JSON object"},
+	} {
+		code, stdout, stderr := cli(t, srv.URL, tt.args...)
+		if code != tt.code || stdout != tt.stdout || !strings.Contains(stderr, tt.stderr) {
+			t.Errorf("redisrpc %s:\n got %d, stdout %q, stderr %q\nwant %d, stdout %q, stderr with %q",
+				strings.Join(tt.args, " "), code, stdout, stderr, tt.code, tt.stdout, tt.stderr)
+		}
+	}
+	if code, _, stderr := cli(t, "redis://127.0.0.1:1", "ls"); code != 1 || !strings.Contains(stderr, "cannot reach Redis at redis://127.0.0.1:1") || !strings.Contains(stderr, "set -url or REDIS_URL") {
+		t.Errorf("ls on a Redis that is not there: got %d, %q", code, stderr)
+	}
+}
+
+func TestLsInfoStatsBench(t *testing.T) {
+	srv := realRedis(t)
+	rc, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	q := redisrpctest.Queue(t)
+	serveShop(t, rc, q)
+	code, stdout, stderr := cli(t, srv.URL, "bench", "-c", "4", "-d", "500ms", q, "sum", "1", "2")
+	if code != 0 || !strings.Contains(stdout, "calls/s, 0 failed") || !strings.Contains(stdout, "latency: p50") || !strings.Contains(stderr, "calls/s") {
+		t.Errorf("bench: got %d, %q, %q", code, stdout, stderr)
+	}
+	cli(t, srv.URL, "call", q, "order", "9")
+	time.Sleep(400 * time.Millisecond) // a beat publishes the counts
+
+	code, stdout, _ = cli(t, srv.URL, "ls")
+	if code != 0 || !containsLine(stdout, q, "1", "greet order sum") {
+		t.Errorf("ls: got %d:\n%s\nwant a line for %s with 1 server and its functions", code, stdout, q)
+	}
+	code, stdout, _ = cli(t, srv.URL, "info", q)
+	if code != 0 || !strings.Contains(stdout, "1 live servers") || !containsLine(stdout, "at-most-once", "64", "1048576") ||
+		!containsLine(stdout, "greet", "main.greeting", "string") || !containsLine(stdout, "sum", "[]float64", "float64") {
+		t.Errorf("info: got %d:\n%s", code, stdout)
+	}
+	code, stdout, _ = cli(t, srv.URL, "stats", q)
+	if code != 0 || !containsLine(stdout, "order", "1", "1", "out_of_stock 1") || !containsLine(stdout, "sum") {
+		t.Errorf("stats: got %d:\n%s", code, stdout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var watch bytes.Buffer
+	if code := run(ctx, []string{"stats", "-url", srv.URL, "-watch", "-interval", "500ms", q}, &watch, &watch); code != 0 ||
+		strings.Count(watch.String(), "\033[2J") < 2 || !strings.Contains(watch.String(), "CALLS/S") {
+		t.Errorf("stats -watch: got %d:\n%q", code, watch.String())
+	}
+}
+
+// containsLine reports whether a line of out holds all of words, in order.
+func containsLine(out string, words ...string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := line, true
+		for _, w := range words {
+			i := strings.Index(rest, w)
+			if i < 0 {
+				ok = false
+				break
+			}
+			rest = rest[i+len(w):]
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// build builds the package at path into dir and returns the binary.
+func build(t *testing.T, dir, path string) string {
+	t.Helper()
+	bin := filepath.Join(dir, filepath.Base(path))
+	if out, err := exec.Command("go", "build", "-o", bin, path).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", path, err, out)
+	}
+	return bin
+}
+
+// TestWithCalcServe: the done-when of the fleet issue, with the binaries:
+// with calc serve running, redisrpc ls lists calc with its functions, and
+// redisrpc call calc add 5 prints the sum; after calc serve gets SIGTERM, a
+// call fails with unavailable in under a second.
+func TestWithCalcServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries")
+	}
+	srv := realRedis(t)
+	dir := t.TempDir()
+	redisrpcBin := build(t, dir, "github.com/redisrpc/redisrpc/cmd/redisrpc")
+	calcBin := build(t, dir, "github.com/redisrpc/redisrpc/examples/calc")
+	q := redisrpctest.Queue(t)
+	env := append(os.Environ(), "REDIS_URL="+srv.URL)
+	calc := exec.Command(calcBin, "serve", "-queue", q)
+	calc.Env = env
+	out, _ := calc.StdoutPipe()
+	if err := calc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer calc.Process.Kill()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasPrefix(line, "serving") {
+		t.Fatalf("calc serve: got %q, %v", line, err)
+	}
+	bin := func(args ...string) (string, string, error) {
+		cmd := exec.Command(redisrpcBin, args...)
+		cmd.Env = env
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	var ls string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if ls, _, _ = bin("ls"); containsLine(ls, q, "1", "add clr div mul sub val") {
+			break
+		}
+	}
+	if !containsLine(ls, q, "1", "add clr div mul sub val") {
+		t.Fatalf("redisrpc ls:\n%s\nwant %s with 1 server and its functions", ls, q)
+	}
+	if got, stderr, err := bin("call", q, "clr"); err != nil || got != "0\n" {
+		t.Fatalf("redisrpc call %s clr: got %q, %v, %s", q, got, err, stderr)
+	}
+	if got, stderr, err := bin("call", q, "add", "5"); err != nil || got != "5\n" {
+		t.Fatalf("redisrpc call %s add 5: got %q, %v, %s; want 5", q, got, err, stderr)
+	}
+	calc.Process.Signal(syscall.SIGTERM)
+	if err := calc.Wait(); err != nil {
+		t.Fatalf("calc serve after SIGTERM: %v", err)
+	}
+	start := time.Now()
+	_, stderr, err := bin("call", q, "add", "1")
+	took := time.Since(start)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasPrefix(stderr, "unavailable: ") || took > time.Second {
+		t.Errorf("redisrpc call after SIGTERM: got %v, %q after %v; want exit 1 with unavailable in under a second", err, stderr, took)
+	}
+	t.Logf("after SIGTERM, redisrpc call failed with unavailable in %v: %s", took.Round(time.Millisecond), strings.SplitN(stderr, "\n", 2)[0])
+}
+
+
+
+// TestCluster: the commands work on a Redis Cluster, from any node.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("a cluster needs %s on PATH", bin)
+		}
+	}
+	cl, err := localredis.StartCluster(3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rc, err := cl.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	q := redisrpctest.Queue(t)
+	serveShop(t, rc, q)
+	time.Sleep(100 * time.Millisecond)
+	for _, node := range cl.Nodes {
+		url := fmt.Sprintf("redis://%s", node.Addr())
+		if code, stdout, stderr := cli(t, url, "call", q, "sum", "2", "3"); code != 0 || stdout != "5\n" {
+			t.Errorf("call via %s: got %d, %q, %q", url, code, stdout, stderr)
+		}
+		if code, stdout, stderr := cli(t, url, "ls"); code != 0 || !containsLine(stdout, q, "1") {
+			t.Errorf("ls via %s: got %d, %q, %q", url, code, stdout, stderr)
+		}
+		if code, stdout, stderr := cli(t, url, "info", q); code != 0 || !strings.Contains(stdout, "1 live servers") {
+			t.Errorf("info via %s: got %d, %q, %q", url, code, stdout, stderr)
+		}
+	}
+}

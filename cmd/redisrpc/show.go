@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redisrpc/redisrpc/inspect"
+)
+
+func cmdLs(ctx context.Context, e *env, args []string) error {
+	if _, err := e.parse(e.flags(), args, 0, ""); err != nil {
+		return err
+	}
+	rc, err := e.connect()
+	if err != nil {
+		return err
+	}
+	services, err := inspect.Services(ctx, rc)
+	if err != nil {
+		return fmt.Errorf("reading the registry: %w", err)
+	}
+	if len(services) == 0 {
+		fmt.Fprintln(e.stderr, "no services: no server has run in the last day")
+		return nil
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "QUEUE\tSERVERS\tDEPTH\tLAST BEAT\tFUNCTIONS")
+	for _, s := range services {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s ago\t%s\n", s.Queue, s.Servers, s.Depth, round(time.Since(s.LastBeat)), strings.Join(s.Functions, " "))
+	}
+	return w.Flush()
+}
+
+func cmdInfo(ctx context.Context, e *env, args []string) error {
+	rest, err := e.parse(e.flags(), args, 1, "QUEUE")
+	if err != nil {
+		return err
+	}
+	rc, err := e.connect()
+	if err != nil {
+		return err
+	}
+	q, err := inspect.Inspect(ctx, rc, rest[0])
+	if err != nil {
+		return fmt.Errorf("reading the registry: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "queue %s: %d live servers, %d waiting", q.Name, len(q.Servers), q.Depth)
+	if q.Oldest > 0 {
+		fmt.Fprintf(e.stdout, ", the oldest for %s", round(q.Oldest))
+	}
+	fmt.Fprintln(e.stdout)
+	if len(q.Servers) == 0 {
+		fmt.Fprintln(e.stdout, "no live server: requests wait in the queue until one starts")
+	} else {
+		fmt.Fprintln(e.stdout)
+		w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "SERVER\tHOST\tPID\tUP\tVERSION\tMODE\tCONCURRENCY\tSHARDS\tMAX MESSAGE\tIN FLIGHT")
+		for _, s := range q.Servers {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", s.ID, s.Host, s.PID, round(time.Since(s.Started)), s.Version, s.Mode,
+				s.Concurrency, s.Shards, s.MaxMessage, s.InFlight)
+		}
+		w.Flush()
+		fmt.Fprintln(e.stdout)
+		w = tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "FUNCTION\tREQUEST\tRESPONSE")
+		for _, f := range q.Functions {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", f.Name, f.Request, f.Response)
+		}
+		w.Flush()
+	}
+	if len(q.Processing) > 0 {
+		fmt.Fprintln(e.stdout)
+		w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "PROCESSING LIST OF\tLIST\tREQUESTS\tSERVER")
+		for _, p := range q.Processing {
+			state := "gone: given back when another server beats"
+			if p.Live {
+				state = "live"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", p.Server, p.List, p.Requests, state)
+		}
+		w.Flush()
+	}
+	return nil
+}
+
+func cmdStats(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	watch := fs.Bool("watch", false, "refresh in place, showing rates and percentiles of each interval, until interrupted")
+	interval := fs.Duration("interval", time.Second, "how often -watch refreshes")
+	rest, err := e.parse(fs, args, 1, "QUEUE")
+	if err != nil {
+		return err
+	}
+	rc, err := e.connect()
+	if err != nil {
+		return err
+	}
+	var prev *inspect.Queue
+	var prevAt time.Time
+	for {
+		q, err := inspect.Inspect(ctx, rc, rest[0])
+		if err != nil {
+			return fmt.Errorf("reading the registry: %w", err)
+		}
+		now := time.Now()
+		if *watch {
+			fmt.Fprint(e.stdout, "\033[H\033[2J") // to the top, and clear
+		}
+		printStats(e.stdout, q, prev, now.Sub(prevAt))
+		if !*watch {
+			return nil
+		}
+		prev, prevAt = q, now
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*interval):
+		}
+	}
+}
+
+// printStats prints q's counts by function: since the servers started, or,
+// with prev, in the window since prev, as rates.
+func printStats(out io.Writer, q *inspect.Queue, prev *inspect.Queue, window time.Duration) {
+	var inFlight int64
+	for _, s := range q.Servers {
+		inFlight += s.InFlight
+	}
+	fmt.Fprintf(out, "queue %s: %d live servers, %d in flight, %d waiting", q.Name, len(q.Servers), inFlight, q.Depth)
+	if len(q.Servers) > 0 {
+		fmt.Fprint(out, " (counts as of the servers' last beat)")
+	}
+	if q.Oldest > 0 {
+		fmt.Fprintf(out, ", the oldest for %s", round(q.Oldest))
+	}
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	if prev == nil {
+		fmt.Fprintln(w, "FUNCTION\tCALLS\tERRORS\tP50\tP90\tP99\tBY CODE")
+	} else {
+		fmt.Fprintf(w, "FUNCTION\tCALLS/S\tERRORS/S\tP50\tP90\tP99\tBY CODE (the last %s)\n", round(window))
+	}
+	for _, name := range slices.Sorted(maps.Keys(q.Stats)) {
+		st := q.Stats[name]
+		label := name
+		if label == "" {
+			label = "(unknown functions)"
+		}
+		if prev != nil {
+			st = st.Since(prev.Stats[name])
+		}
+		var errs uint64
+		var codes []string
+		for _, code := range slices.Sorted(maps.Keys(st.Errors)) {
+			errs += st.Errors[code]
+			c := code
+			if c == "" {
+				c = "no code"
+			}
+			codes = append(codes, fmt.Sprintf("%s %d", c, st.Errors[code]))
+		}
+		calls, errCol := fmt.Sprint(st.Calls), fmt.Sprint(errs)
+		if prev != nil && window > 0 {
+			calls = fmt.Sprintf("%.1f", float64(st.Calls)/window.Seconds())
+			errCol = fmt.Sprintf("%.1f", float64(errs)/window.Seconds())
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, calls, errCol, round(st.P50), round(st.P90), round(st.P99), strings.Join(codes, ", "))
+	}
+	w.Flush()
+}
+
+// round shortens d for a person.
+func round(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Microsecond:
+		return d.String()
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(10 * time.Microsecond).String()
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
