@@ -243,8 +243,6 @@ func TestWithCalcServe(t *testing.T) {
 	t.Logf("after SIGTERM, redisrpc call failed with unavailable in %v: %s", took.Round(time.Millisecond), strings.SplitN(stderr, "\n", 2)[0])
 }
 
-
-
 // TestCluster: the commands work on a Redis Cluster, from any node.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
