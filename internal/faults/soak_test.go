@@ -31,7 +31,8 @@ func TestSoak(t *testing.T) {
 
 	type sample struct {
 		heap       uint64
-		goroutines int
+		goroutines int // but workers, started as load needs, up to the concurrency
+		workers    int
 		keys       int
 	}
 	// A sample is the least of several snapshots, so that what exists only
@@ -44,7 +45,9 @@ func TestSoak(t *testing.T) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			least.heap = min(least.heap, ms.HeapInuse)
-			least.goroutines = min(least.goroutines, runtime.NumGoroutine())
+			w := workers()
+			least.workers = max(least.workers, w)
+			least.goroutines = min(least.goroutines, runtime.NumGoroutine()-w)
 			least.keys = min(least.keys, len(scan(t, q)))
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -77,9 +80,9 @@ func TestSoak(t *testing.T) {
 	c.Close()
 	mux.Shutdown(context.Background())
 	<-served
-	t.Logf("%d calls, %d failed; at 10s: heap %.1f MiB, %d goroutines, %d keys; at 60s: heap %.1f MiB, %d goroutines, %d keys",
-		calls.Load(), failures.Load(), float64(early.heap)/(1<<20), early.goroutines, early.keys,
-		float64(late.heap)/(1<<20), late.goroutines, late.keys)
+	t.Logf("%d calls, %d failed; at 10s: heap %.1f MiB, %d goroutines and %d workers, %d keys; at 60s: heap %.1f MiB, %d goroutines and %d workers, %d keys",
+		calls.Load(), failures.Load(), float64(early.heap)/(1<<20), early.goroutines, early.workers, early.keys,
+		float64(late.heap)/(1<<20), late.goroutines, late.workers, late.keys)
 
 	if failures.Load() != 0 {
 		t.Errorf("failed calls: got %d, want 0", failures.Load())
@@ -88,7 +91,10 @@ func TestSoak(t *testing.T) {
 		t.Errorf("heap in use grew from %d to %d bytes", early.heap, late.heap)
 	}
 	if late.goroutines > early.goroutines+5 {
-		t.Errorf("goroutines grew from %d to %d", early.goroutines, late.goroutines)
+		t.Errorf("goroutines other than workers grew from %d to %d", early.goroutines, late.goroutines)
+	}
+	if late.workers > callers {
+		t.Errorf("workers: got %d, want at most the concurrency, %d", late.workers, callers)
 	}
 	if late.keys > early.keys+2 {
 		t.Errorf("keys grew from %d to %d", early.keys, late.keys)
@@ -107,13 +113,22 @@ func TestSoak(t *testing.T) {
 	}
 }
 
+// workers counts the server's worker goroutines, which a Mux starts as load
+// needs them, up to its concurrency.
+func workers() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "internal/server.(*run).startWorker.func1")
+}
+
 // libraryGoroutines counts goroutines running code of the library.
 func libraryGoroutines() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "github.com/redisrpc/redisrpc.") || strings.Contains(g, "github.com/redisrpc/redisrpc/internal/lists.") {
+		if strings.Contains(g, "github.com/redisrpc/redisrpc.") || strings.Contains(g, "github.com/redisrpc/redisrpc/internal/server.") ||
+			strings.Contains(g, "github.com/redisrpc/redisrpc/internal/client.") || strings.Contains(g, "github.com/redisrpc/redisrpc/internal/lists.") {
 			n++
 		}
 	}
