@@ -23,11 +23,12 @@ import (
 
 type muxConfig struct {
 	shared
-	concurrency int
-	responseTTL time.Duration
-	atLeastOnce bool
-	heartbeat   time.Duration
-	redact      bool
+	concurrency   int
+	responseTTL   time.Duration
+	atLeastOnce   bool
+	heartbeat     time.Duration
+	maxDeliveries int
+	redact        bool
 }
 
 type muxOption func(*muxConfig)
@@ -63,6 +64,18 @@ func WithAtLeastOnce() MuxOption {
 // default is 10 seconds; values below 300ms mean 300ms.
 func WithHeartbeat(d time.Duration) MuxOption {
 	return muxOption(func(c *muxConfig) { c.heartbeat = max(d, 300*time.Millisecond) })
+}
+
+// WithMaxDeliveries bounds how often, at least once, a request is delivered
+// when each server that takes it stops before answering: a request that
+// kills the servers that run it (a crash, an out-of-memory kill, os.Exit)
+// would otherwise take down a whole fleet in turn. A request delivered n
+// times is not run again: it goes to the dead-letter list {queue}:dead
+// (the newest 1000 are kept), with why, when and how many deliveries, and
+// its caller, if it still waits, gets CodeInternal. redisrpc dead lists,
+// requeues and purges them. The default is 3; values below 1 mean no limit.
+func WithMaxDeliveries(n int) MuxOption {
+	return muxOption(func(c *muxConfig) { c.maxDeliveries = max(n, 0) })
 }
 
 // WithRedactedErrors makes a Mux answer handler errors that are not an
@@ -103,7 +116,7 @@ type Mux struct {
 // closes it. It panics if rc is nil or queue is empty.
 func NewMux(rc rueidis.Client, queue string, opts ...MuxOption) *Mux {
 	mustQueue(rc, queue)
-	cfg := muxConfig{shared: defaultShared(), concurrency: 64, responseTTL: time.Minute, heartbeat: 10 * time.Second}
+	cfg := muxConfig{shared: defaultShared(), concurrency: 64, responseTTL: time.Minute, heartbeat: 10 * time.Second, maxDeliveries: 3}
 	for _, o := range opts {
 		o.applyToMux(&cfg)
 	}
@@ -112,16 +125,17 @@ func NewMux(rc rueidis.Client, queue string, opts ...MuxOption) *Mux {
 		m.intercept = chain(cfg.interceptors, nil)
 	}
 	m.server = server.New(rc, server.Config{
-		Queue:       queue,
-		ID:          wire.RandomName(16),
-		Shards:      cfg.shards,
-		Concurrency: cfg.concurrency,
-		MaxMessage:  cfg.maxMessage,
-		ResponseTTL: cfg.responseTTL,
-		Lease:       cfg.heartbeat,
-		Reliable:    cfg.atLeastOnce,
-		Logger:      cfg.logger,
-		Info:        m.info,
+		Queue:         queue,
+		ID:            wire.RandomName(16),
+		Shards:        cfg.shards,
+		Concurrency:   cfg.concurrency,
+		MaxMessage:    cfg.maxMessage,
+		ResponseTTL:   cfg.responseTTL,
+		Lease:         cfg.heartbeat,
+		Reliable:      cfg.atLeastOnce,
+		MaxDeliveries: cfg.maxDeliveries,
+		Logger:        cfg.logger,
+		Info:          m.info,
 	}, m.invoke)
 	m.handlers.Store(&map[string]*handler{})
 	return m

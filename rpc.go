@@ -441,12 +441,15 @@ func Call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 // server is set, to that server alone.
 func call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], req Req, server string) (Resp, error) {
 	var resp Resp
-	info := CallInfo{Side: SideClient, Queue: c.queue, Function: e.name, ID: c.engine.NewID(), Meta: c.meta(ctx)}
-	info.Deadline, _ = ctx.Deadline()
 	var err error
 	if c.call == nil {
+		// A CallInfo of its own, which does not leave the stack here.
+		info := CallInfo{Side: SideClient, Queue: c.queue, Function: e.name, ID: c.engine.NewID(), Meta: c.meta(ctx)}
+		info.Deadline, _ = ctx.Deadline()
 		resp, err = send(ctx, c, e, &info, req, server)
 	} else {
+		info := &CallInfo{Side: SideClient, Queue: c.queue, Function: e.name, ID: c.engine.NewID(), Meta: c.meta(ctx)}
+		info.Deadline, _ = ctx.Deadline()
 		info.next = func(ctx context.Context, info *CallInfo, v any) (any, error) {
 			req, ok := v.(Req)
 			if !ok {
@@ -455,7 +458,7 @@ func call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 			return send(ctx, c, e, info, req, server)
 		}
 		var out any
-		out, err = c.call(ctx, &info, req)
+		out, err = c.call(ctx, info, req)
 		if err == nil {
 			var ok bool
 			if resp, ok = out.(Resp); !ok && out != nil {

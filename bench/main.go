@@ -4,6 +4,10 @@
 //
 //	cd bench && go run . [-rounds 5] [-duration 5s] [-callers 1,16,256]
 //
+// -baseline names a harness binary built from another commit; its redisrpc
+// then runs as system "baseline" in the same rounds, alternating with the
+// others, which is how changes are compared on a noisy machine.
+//
 // It needs redis-server on PATH; NATS runs embedded in a child process. With
 // -cluster N, Redis is a cluster of N masters (redis-cli on PATH too). The
 // systems: "redisrpc" (shared response list, batched pops), "redisrpc-sharded"
@@ -114,6 +118,7 @@ func drive(args []string) error {
 	profile := fs.String("profile", "", "write CPU profiles of the server and client processes to this directory")
 	cluster := fs.Int("cluster", 0, "run Redis as a cluster of this many masters (redis-server and redis-cli on PATH)")
 	shards := fs.Int("shards", 3, "shards of the redisrpc-sharded system")
+	baseline := fs.String("baseline", "", `a harness binary built from another commit: adds system "baseline", its redisrpc, to the same rounds`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -133,6 +138,11 @@ func drive(args []string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
+	}
+	bins := map[string]string{}
+	if *baseline != "" {
+		systems = append(systems, "baseline")
+		bins["baseline"] = *baseline
 	}
 
 	natsAddr, natsPid, stopNATS, err := start(self, "broker", "nats")
@@ -157,8 +167,8 @@ func drive(args []string) error {
 		}
 		defer stopRedis()
 	}
-	addr := map[string]string{"nats": natsAddr, "redisrpc": redisAddr, "redisrpc-sharded": redisAddr, "blocking-pop": redisAddr}
-	brokerPid := map[string]int{"nats": natsPid, "redisrpc": redisPid, "redisrpc-sharded": redisPid, "blocking-pop": redisPid}
+	addr := map[string]string{"nats": natsAddr, "redisrpc": redisAddr, "redisrpc-sharded": redisAddr, "blocking-pop": redisAddr, "baseline": redisAddr}
+	brokerPid := map[string]int{"nats": natsPid, "redisrpc": redisPid, "redisrpc-sharded": redisPid, "blocking-pop": redisPid, "baseline": redisPid}
 
 	runs := map[string][]result{} // system/callers -> results
 	for round := range *rounds {
@@ -168,7 +178,11 @@ func drive(args []string) error {
 				slices.Reverse(order)
 			}
 			for _, sys := range order {
-				r, err := runOnce(self, sys, addr[sys], brokerPid[sys], n, *size, *duration)
+				bin, as := self, sys
+				if b, ok := bins[sys]; ok {
+					bin, as = b, "redisrpc"
+				}
+				r, err := runOnce(bin, as, addr[sys], brokerPid[sys], n, *size, *duration)
 				if err != nil {
 					return fmt.Errorf("%s with %d callers: %w", sys, n, err)
 				}

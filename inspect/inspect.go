@@ -1,8 +1,9 @@
 // Package inspect reads what the servers of redisrpc services publish in
 // Redis, and what waits in their queues: which services there are, which
 // servers serve a queue, their functions and counters, the queue's depth and
-// its oldest request, and the requests servers hold in at-least-once mode.
-// It only reads, and works on Redis Cluster. The keys it reads are listed in
+// its oldest request, the requests servers hold in at-least-once mode, and
+// the dead letters, which it can also requeue or purge. It changes nothing
+// else, and works on Redis Cluster. The keys it reads are listed in
 // docs/protocol.md.
 package inspect
 

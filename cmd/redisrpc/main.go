@@ -5,6 +5,7 @@
 //	redisrpc info QUEUE
 //	redisrpc stats [-watch] [-interval D] QUEUE
 //	redisrpc bench [-c N] [-d D] [-kwargs JSON] QUEUE FUNCTION [ARG ...]
+//	redisrpc dead [-requeue all|N] [-purge] QUEUE
 //
 // Every command takes -url, the Redis to talk to: REDIS_URL by default, else
 // redis://127.0.0.1:6379; a Redis Cluster is found from any of its nodes. A
@@ -56,6 +57,8 @@ const usage = `usage: redisrpc COMMAND [-url URL] [flags] ...
   stats [-watch] QUEUE             calls, errors and latency by function
   bench [-c N] [-d D] QUEUE FUNCTION [ARG ...]
                                    calls/s and latency against a live service
+  dead [-requeue all|N] [-purge] QUEUE
+                                   dead letters: list, requeue, purge
 
 -url defaults to $REDIS_URL, else redis://127.0.0.1:6379.`
 
@@ -67,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, args := args[0], args[1:]
 	commands := map[string]func(context.Context, *env, []string) error{
-		"call": cmdCall, "ls": cmdLs, "info": cmdInfo, "stats": cmdStats, "bench": cmdBench,
+		"call": cmdCall, "ls": cmdLs, "info": cmdInfo, "stats": cmdStats, "bench": cmdBench, "dead": cmdDead,
 	}
 	f, ok := commands[cmd]
 	if !ok {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/outage"
 	"github.com/redisrpc/redisrpc/internal/registry"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
@@ -74,6 +75,9 @@ type Client struct {
 	nextList  atomic.Uint32
 	disagreed atomic.Bool // the servers' shard counts differ, and it was logged
 
+	recvLog *outage.Log  // failures to receive responses
+	backoff atomic.Int64 // after a failure to receive, ns; client-wide
+
 	mu        sync.Mutex
 	pending   map[string]chan result
 	receiving int // receive goroutines running, at most poppers
@@ -96,13 +100,14 @@ func New(rc rueidis.Client, cfg Config) *Client {
 		rc:       rc,
 		cfg:      cfg,
 		watched:  make(chan struct{}),
-		replyKey: wire.ResponsePrefix(cfg.Queue) + wire.RandomName(20),
+		replyKey: keys.Reply(cfg.Queue, wire.RandomName(20)),
 		popper:   lists.NewPopper(rc),
 		pending:  make(map[string]chan result),
 		ctx:      ctx,
 		stop:     stop,
 	}
 	c.view.Store(&view{lists: keys.Shards(cfg.Queue, cfg.Shards), maxRequest: cfg.MaxMessage})
+	c.recvLog = outage.New(cfg.Logger, "redisrpc: receiving responses", "queue", c.replyKey)
 	// Callers must never wait on Redis past their context: a goroutine sends.
 	c.pusher = lists.NewPusher(rc, lists.PusherConfig{OnError: c.pushFailed})
 	return c
@@ -181,8 +186,7 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 // encode fills in the response queue and encodes req, if it is not over limit.
 func (c *Client) encode(req *wire.Request, limit int) ([]byte, error) {
 	req.ResponseQueue = c.replyKey
-	fc := &req.FunctionCall
-	body := wire.AppendRequest(make([]byte, 0, 112+len(c.replyKey)+len(fc.Name)+len(fc.Args)+len(fc.Kwargs)), req)
+	body := wire.AppendRequest(make([]byte, 0, wire.RequestSize(req)), req)
 	if len(body) > limit {
 		return nil, fmt.Errorf("%w: a request of %d bytes, over the limit of %d", c.cfg.TooLarge, len(body), limit)
 	}
@@ -331,7 +335,7 @@ func (c *Client) refresh(failing bool) bool {
 // callClassic waits for the response on a list of the call's own, with no id.
 func (c *Client) callClassic(ctx context.Context, req *wire.Request) (string, error) {
 	req.ResponseQueue = wire.ResponsePrefix(c.cfg.Queue) + wire.RandomName(8)
-	body := wire.AppendRequest(nil, req)
+	body := wire.AppendRequest(make([]byte, 0, wire.RequestSize(req)), req)
 	if err := c.checkSize("request", len(body)); err != nil {
 		return "", err
 	}
@@ -407,23 +411,25 @@ func (c *Client) failAll(err error) {
 
 // receive pops responses from the shared list and hands them to their calls.
 // It runs while calls come, and ends on Close or when a wait for responses
-// timed out with no call pending.
+// timed out with no call pending. When Redis fails, calls stay pending, to
+// get their responses when it is back or their deadline errors, and the
+// receivers back off together, logging the outage once (package outage).
 func (c *Client) receive() {
 	defer c.wg.Done()
 	var claimed []chan result // the calls of msgs, by index; nil where none
 	for {
 		_, msgs, err := c.popper.Pop(c.ctx, []string{c.replyKey}, pollInterval, maxBatch)
+		if err != nil && c.ctx.Err() == nil {
+			c.recvLog.Fail(err)
+		} else if err == nil {
+			c.recvLog.OK()
+			c.backoff.Store(0)
+		}
 		c.mu.Lock()
 		if c.closed {
 			c.receiving--
 			c.mu.Unlock()
 			return
-		}
-		if err != nil {
-			// Calls cannot learn their outcome without this list: fail them now
-			// rather than let them wait for a response that may never come.
-			c.cfg.Logger.Error("redisrpc: receiving responses", "queue", c.replyKey, "err", err)
-			c.failAll(fmt.Errorf("receiving the response: %w", err))
 		}
 		claimed = claimed[:0]
 		for _, msg := range msgs {
@@ -449,12 +455,28 @@ func (c *Client) receive() {
 		}
 		if err != nil { // Redis is failing: do not spin while calls keep coming
 			select {
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(c.nextBackoff()):
 			case <-c.ctx.Done():
 			}
 		}
 	}
 }
+
+// nextBackoff doubles the client's back-off, from 50ms to at most
+// maxBackoff, and returns it.
+func (c *Client) nextBackoff() time.Duration {
+	for {
+		old := time.Duration(c.backoff.Load())
+		next := min(max(2*old, 50*time.Millisecond), maxBackoff)
+		if c.backoff.CompareAndSwap(int64(old), int64(next)) {
+			return next
+		}
+	}
+}
+
+// maxBackoff bounds the waits after Redis failures, and so how long after
+// Redis comes back a client or server notices.
+const maxBackoff = 500 * time.Millisecond
 
 // claim takes the call msg answers off the pending ones and returns its
 // channel, on which only the caller of claim may then send; nil if there is

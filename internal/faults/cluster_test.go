@@ -155,7 +155,7 @@ func TestClusterFailover(t *testing.T) {
 	t.Run("CLUSTER FAILOVER", func(t *testing.T) {
 		master := masterOf(t, c, q)
 		replica := replicaOf(t, master)
-		underLoad(t, client, func() {
+		underLoad(t, client, 16, func() {
 			if out, err := exec.Command("redis-cli", "-p", port(replica), "cluster", "failover").CombinedOutput(); err != nil {
 				t.Fatalf("CLUSTER FAILOVER: %v %s", err, out)
 			}
@@ -165,7 +165,7 @@ func TestClusterFailover(t *testing.T) {
 	t.Run("killed master", func(t *testing.T) {
 		master := masterOf(t, c, q)
 		replica := replicaOf(t, master)
-		underLoad(t, client, func() {
+		underLoad(t, client, 16, func() {
 			for _, n := range cl.Nodes {
 				if n.Addr() == master {
 					n.Kill()
@@ -237,7 +237,7 @@ func TestSentinelFailover(t *testing.T) {
 	serve(t, c, q, redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second))
 	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet))
 	defer client.Close()
-	underLoad(t, client, func() {
+	underLoad(t, client, 16, func() {
 		s.Primary.Kill()
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			out, _ := exec.Command("redis-cli", "-p", strconv.Itoa(s.Replica.Port), "role").Output()

@@ -67,6 +67,9 @@ func serverProcess() {
 	}
 	mux := redisrpc.NewMux(c, os.Getenv("FAULTS_QUEUE"), opts...)
 	redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
+		if ms < 0 { // a poison request: it kills the server
+			os.Exit(3)
+		}
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		return ms, nil
 	})
@@ -230,9 +233,11 @@ func ownRedis(t *testing.T, port int, args ...string) (int, func()) {
 	return 0, nil
 }
 
-// TestRedisKilledUnderLoad: with Redis killed (SIGKILL) and restarted under
-// load, every call returns within its deadline, and calls succeed again once
-// Redis is back, with no restart of client or server.
+// TestRedisKilledUnderLoad: with Redis killed (SIGKILL) for 2 s and
+// restarted under the load of 32 callers, every call returns within its
+// deadline, calls succeed again soon after Redis is back with no restart of
+// client or server, and the outage fills no log: client and server log it
+// in a few lines.
 func TestRedisKilledUnderLoad(t *testing.T) {
 	t.Parallel()
 	port, kill := ownRedis(t, 0)
@@ -242,21 +247,33 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	}
 	defer c.Close()
 	q := newQueue(t)
-	serve(t, c, q)
-	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet))
+	h := &countingHandler{Handler: slog.NewTextHandler(io.Discard, nil)}
+	serve(t, c, q, redisrpc.WithLogger(slog.New(h)))
+	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(slog.New(h)))
 	defer client.Close()
-	underLoad(t, client, func() {
+	var back time.Time
+	recovered := underLoad(t, client, 32, func() {
 		kill()
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(2 * time.Second)
 		_, kill = ownRedis(t, port)
+		back = time.Now()
 	})
 	kill()
+	after := recovered.Sub(back)
+	t.Logf("log lines of client and server for the outage: %d; 100 calls succeeded %v after Redis was back", h.lines.Load(), after.Round(time.Millisecond))
+	if n := h.lines.Load(); n >= 50 {
+		t.Errorf("log lines for a 2 s outage: got %d, want under 50", n)
+	}
+	if after > time.Second {
+		t.Errorf("100 calls succeeded %v after Redis was back, want within 1s", after)
+	}
 }
 
-// underLoad runs 16 callers with 1s deadlines, causes fault after a second,
-// and checks that no call outlived its deadline and that at least 100 calls
-// succeeded within 15s after the fault.
-func underLoad(t *testing.T, client *redisrpc.Client, fault func()) {
+// underLoad runs callers callers with 1s deadlines, causes fault after a
+// second, and checks that no call outlived its deadline and that at least
+// 100 calls succeeded within 15s after the fault. It returns when the 100th
+// call after the fault succeeded.
+func underLoad(t *testing.T, client *redisrpc.Client, callers int, fault func()) time.Time {
 	t.Helper()
 	const deadline = time.Second
 	var (
@@ -265,8 +282,10 @@ func underLoad(t *testing.T, client *redisrpc.Client, fault func()) {
 		after            atomic.Bool
 		stop             atomic.Bool
 		wg               sync.WaitGroup
+		mu               sync.Mutex
+		hundredth        time.Time
 	)
-	for range 16 {
+	for range callers {
 		wg.Go(func() {
 			for !stop.Load() {
 				ctx, cancel := context.WithTimeout(context.Background(), deadline)
@@ -283,8 +302,10 @@ func underLoad(t *testing.T, client *redisrpc.Client, fault func()) {
 					continue
 				}
 				ok.Add(1)
-				if after.Load() {
-					okAfter.Add(1)
+				if after.Load() && okAfter.Add(1) == 100 {
+					mu.Lock()
+					hundredth = time.Now()
+					mu.Unlock()
 				}
 			}
 		})
@@ -293,20 +314,22 @@ func underLoad(t *testing.T, client *redisrpc.Client, fault func()) {
 	faulted := time.Now()
 	fault()
 	after.Store(true)
-	for i := 0; i < 150 && okAfter.Load() < 100; i++ {
-		time.Sleep(100 * time.Millisecond)
+	for end := time.Now().Add(15 * time.Second); okAfter.Load() < 100 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
 	}
-	recovered := time.Since(faulted)
 	stop.Store(true)
 	wg.Wait()
-	t.Logf("calls: %d ok, %d failed, %d ok after the fault (100 reached %v after it began), %d late",
-		ok.Load(), failed.Load(), okAfter.Load(), recovered.Round(10*time.Millisecond), late.Load())
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("calls: %d ok, %d failed, %d ok after the fault (the 100th %v after it began), %d late",
+		ok.Load(), failed.Load(), okAfter.Load(), hundredth.Sub(faulted).Round(10*time.Millisecond), late.Load())
 	if late.Load() != 0 {
 		t.Errorf("calls returning after their deadline: got %d, want 0", late.Load())
 	}
 	if okAfter.Load() < 100 {
 		t.Errorf("successful calls within 15s of the fault: got %d, want at least 100", okAfter.Load())
 	}
+	return hundredth
 }
 
 // TestVanishedClientKeysExpire: whatever a client caused to exist has a TTL,
@@ -381,10 +404,14 @@ func scan(t *testing.T, q string) []string {
 // countingHandler counts error records.
 type countingHandler struct {
 	slog.Handler
-	errors atomic.Int64
+	errors atomic.Int64 // records at level Error
+	lines  atomic.Int64 // records at level Info and above
 }
 
 func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelInfo {
+		h.lines.Add(1)
+	}
 	if r.Level >= slog.LevelError {
 		h.errors.Add(1)
 		if testing.Verbose() {
@@ -397,7 +424,8 @@ func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
 // TestRedisUnreachableNoSpin: with Redis gone, Serve retries with back-off
 // instead of spinning, and returns when its context ends.
 func TestRedisUnreachableNoSpin(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the CPU time measured is this test's alone, the parallel
+	// tests waiting meanwhile.
 	srv, err := localredis.StartEmbedded()
 	if err != nil {
 		t.Fatal(err)
@@ -410,16 +438,30 @@ func TestRedisUnreachableNoSpin(t *testing.T) {
 	defer gone.Close()
 	srv.Close()
 	h := &countingHandler{Handler: slog.NewTextHandler(io.Discard, nil)}
-	mux := redisrpc.NewMux(gone, newQueue(t), redisrpc.WithLogger(slog.New(h)))
+	mux := redisrpc.NewMux(gone, newQueue(t), redisrpc.WithLogger(slog.New(h)), redisrpc.WithHeartbeat(300*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	before := cpuTime()
 	if err := mux.Serve(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Serve: got %v, want context.DeadlineExceeded", err)
 	}
-	// Two pops, back-off from 50ms doubling to 2s: about 6 failures each in 3s.
-	if n := h.errors.Load(); n == 0 || n > 20 {
-		t.Errorf("failed attempts in 3s: got %d, want 1 to 20", n)
+	used := cpuTime() - before
+	t.Logf("3 s of Serve with Redis gone: %v of CPU, %d lines logged at level Error", used.Round(time.Millisecond), h.errors.Load())
+	// Spinning, two pop loops would take most of a core.
+	if used > 500*time.Millisecond {
+		t.Errorf("CPU time in 3s: got %v, want little (back-off, not spinning)", used)
 	}
+	// One line when taking requests starts failing, one when beats do.
+	if n := h.errors.Load(); n == 0 || n > 4 {
+		t.Errorf("lines logged in 3s: got %d, want 1 to 4", n)
+	}
+}
+
+// cpuTime returns the CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // TestACLUser: the ACL user README.md documents, created with its command as
@@ -546,4 +588,84 @@ func TestDeadServerLeavesRegistry(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("the killed server left the registry %v after the kill (1 s heartbeat)", time.Since(killed).Round(time.Millisecond))
+}
+
+// startServer starts a server process of Slow on q, as serverProcess does,
+// and waits until it is ready.
+func startServer(t *testing.T, q, mode string) *exec.Cmd {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_MODE="+mode, "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
+		"FAULTS_EMBEDDED="+map[bool]string{true: "1", false: "0"}[redis.Embedded])
+	child.Stderr = io.Discard
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	if line, err := readLine(out); err != nil || line != "ready" {
+		t.Fatalf("server process: got %q, %v; want ready", line, err)
+	}
+	return child
+}
+
+// TestPoisonRequest: a request whose handler kills its server is delivered
+// WithMaxDeliveries times (3 by default), to a new server each time, then
+// goes to the dead letters; its caller gets CodeInternal; the last server
+// lives on, and redisrpc's inspect lists, requeues and purges it.
+func TestPoisonRequest(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { _, err := redisrpc.Call(ctx, c, Slow, -1); done <- err }()
+	killed := 0
+	var err error
+	for waiting := true; waiting; {
+		server := startServer(t, q, "at-least-once")
+		exited := make(chan error, 1)
+		go func() { exited <- server.Wait() }()
+		select {
+		case werr := <-exited:
+			var exit *exec.ExitError
+			if !errors.As(werr, &exit) || exit.ExitCode() != 3 {
+				t.Fatalf("a server: %v, want the poison's exit code 3", werr)
+			}
+			killed++
+		case err = <-done:
+			waiting = false
+		case <-ctx.Done():
+			t.Fatalf("the poison request is still delivered after %d servers died", killed)
+		}
+	}
+	t.Logf("after %d servers died, %v after the call, its caller got: %v", killed, time.Since(start).Round(time.Millisecond), err)
+	if killed != 3 || redisrpc.CodeOf(err) != redisrpc.CodeInternal || !strings.Contains(err.Error(), "dead letters") {
+		t.Fatalf("got %d servers killed and %v; want 3 and an internal error naming the dead letters", killed, err)
+	}
+	dead, err := inspect.DeadLetters(ctx, rc, q)
+	if err != nil || len(dead) != 1 || dead[0].Deliveries != 3 || dead[0].Function != "slow" || !strings.Contains(dead[0].Why, "WithMaxDeliveries") {
+		t.Fatalf("dead letters: got %+v, %v; want the poison request, 3 deliveries", dead, err)
+	}
+	// Requeued, it is delivered again (and kills the last server).
+	if err := inspect.Requeue(ctx, rc, dead[0]); err != nil {
+		t.Fatal(err)
+	}
+	if dead, _ := inspect.DeadLetters(ctx, rc, q); len(dead) != 0 {
+		t.Errorf("dead letters after requeue: %d, want 0", len(dead))
+	}
+	if n := llen(t, q); n != 0 { // the live server took it at once
+		for ; n != 0 && ctx.Err() == nil; n = llen(t, q) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n, err := inspect.Purge(ctx, rc, q); err != nil || n != 0 {
+		t.Errorf("Purge: got %d, %v; want 0 (none dead yet)", n, err)
+	}
 }

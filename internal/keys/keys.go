@@ -132,3 +132,26 @@ func Server(queue, id string) string { return Tag(queue) + ":server:" + id }
 // Inbox is the list of requests meant for the server id of queue alone
 // (CallAll).
 func Inbox(queue, id string) string { return Tag(queue) + ":inbox:" + id }
+
+// Deliveries counts, by SHA-1 of the request, the deliveries of requests of
+// list that were given back after their server stopped before answering.
+func Deliveries(list string) string { return Tag(list) + ":deliveries" }
+
+// Dead is the list of dead letters of list: requests delivered too often.
+func Dead(list string) string { return Tag(list) + ":dead" }
+
+// Reply returns the name of a client's own response list of queue, ending
+// in suffix: inside the namespace <queue>:rpc:, and, where a hash tag can
+// put it there, in the queue's hash slot, so that a server can push an
+// answer and remove its request from a processing list of that slot at once.
+func Reply(queue, suffix string) string {
+	plain := queue + ":rpc:" + suffix
+	if Slot(plain) == Slot(queue) {
+		return plain
+	}
+	tagged := queue + ":rpc:" + Tag(queue) + suffix
+	if Slot(tagged) == Slot(queue) && len(tagged)-len(queue)-len(":rpc:") <= 200 {
+		return tagged
+	}
+	return plain
+}

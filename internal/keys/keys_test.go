@@ -94,3 +94,27 @@ func TestShards(t *testing.T) {
 		t.Errorf("Shards(calc, MaxShards+10) has %d names, want %d", len(got), MaxShards)
 	}
 }
+
+// TestReply: a client's response list is in the queue's namespace and,
+// where a tag can do it, its slot.
+func TestReply(t *testing.T) {
+	inSlot := 0
+	for _, queue := range oddNames {
+		r := Reply(queue, "K3P0")
+		if !strings.HasPrefix(r, queue+":rpc:") || !strings.HasSuffix(r, "K3P0") || len(r)-len(queue)-5 > 200 {
+			t.Errorf("Reply(%q) = %q, not <queue>:rpc:...K3P0", queue, r)
+		}
+		if Slot(r) == Slot(queue) {
+			inSlot++
+		}
+	}
+	if Reply("calc", "X") != "calc:rpc:{calc}X" || Reply("{calc}", "X") != "{calc}:rpc:X" {
+		t.Errorf("Reply: got %q and %q", Reply("calc", "X"), Reply("{calc}", "X"))
+	}
+	for _, queue := range []string{"calc", "{calc}", "orders:{eu}", "app:{tenant1}:jobs", "a}b", "calc}"} {
+		if r := Reply(queue, "K3P0"); Slot(r) != Slot(queue) {
+			t.Errorf("Reply(%q) = %q is not in the queue's slot", queue, r)
+		}
+	}
+	t.Logf("%d of %d odd names have their response list in their slot", inSlot, len(oddNames))
+}

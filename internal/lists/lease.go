@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc/internal/keys"
 )
 
 // LeaseGrace is how long a server whose lease ran out stays in a list's
@@ -34,24 +36,76 @@ local out = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
 table.insert(out, 1, lapsed)
 return out`)
 
-// rescueScript puts the requests of a server whose lease has run out back at
-// the head of the list, oldest first, and forgets the server once its lease
-// has been out for longer than ARGV[2]. It returns how many it put back, or
-// -1 while the lease is live.
-//
-//	KEYS[1] the list, KEYS[2] the server's processing list, KEYS[3] the
-//	lease set; ARGV[1] the server's id, ARGV[2] grace in ms
-var rescueScript = rueidis.NewLuaScript(`
+// redeliver is Lua that scripts which give requests back share: it puts msg
+// back at the head of the list, or, once it was delivered max times, into the
+// dead letters, capped at cap, and then reports false. Deliveries are counted
+// by the SHA-1 of the request, in a hash that expires a day after the last.
+const redeliver = `
+local function redeliver(list, deliveries, dead, msg, max, cap, why, server, now)
+  local h = redis.sha1hex(msg)
+  local n = redis.call('HINCRBY', deliveries, h, 1)
+  redis.call('PEXPIRE', deliveries, 86400000)
+  if n >= max then
+    redis.call('HDEL', deliveries, h)
+    redis.call('LPUSH', dead, cjson.encode({request = msg, why = why, deliveries = n, at = now, server = server}))
+    redis.call('LTRIM', dead, 0, cap - 1)
+    return false
+  end
+  redis.call('LPUSH', list, msg)
+  return true
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// rescueScript puts the requests of a server whose lease has run out back
+// at the head of the list, oldest first (see redeliver), and forgets the
+// server once its lease has been out for longer than ARGV[2]. It returns how
+// many it put back, or -1 while the lease is live, then the requests it made
+// dead letters.
+//
+//	KEYS[1] the list, KEYS[2] the server's processing list, KEYS[3] the
+//	lease set, KEYS[4] the deliveries, KEYS[5] the dead letters; ARGV[1]
+//	the server's id, ARGV[2] grace in ms, ARGV[3] deliveries at most,
+//	ARGV[4] the dead letters' cap, ARGV[5] why a request is a dead letter
+var rescueScript = rueidis.NewLuaScript(redeliver + `
 local until_ = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if until_ and tonumber(until_) > now then return -1 end
-local n = 0
-while redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'LEFT') do n = n + 1 end
+if until_ and tonumber(until_) > now then return {-1} end
+local out = {0}
+while true do
+  local msg = redis.call('RPOP', KEYS[2])
+  if not msg then break end
+  if redeliver(KEYS[1], KEYS[4], KEYS[5], msg, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[1], now) then
+    out[1] = out[1] + 1
+  else
+    table.insert(out, msg)
+  end
+end
 if not until_ or tonumber(until_) + tonumber(ARGV[2]) <= now then
   redis.call('ZREM', KEYS[3], ARGV[1])
 end
-return n`)
+return out`)
+
+// strandedScript gives back requests of a server's own processing list that
+// nothing of it holds, as rescueScript does: each still there goes back to
+// the head of the list, keeping their order, or to the dead letters. It
+// returns how many it put back, then the dead letters.
+//
+//	KEYS as rescueScript's, but the lease set; ARGV[1] the server's id,
+//	ARGV[2] deliveries at most, ARGV[3] the cap, ARGV[4] why; ARGV[5...]
+//	the requests, oldest first
+var strandedScript = rueidis.NewLuaScript(redeliver + `
+local out = {0}
+for i = #ARGV, 5, -1 do
+  if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then
+    if redeliver(KEYS[1], KEYS[3], KEYS[4], ARGV[i], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[1], now) then
+      out[1] = out[1] + 1
+    else
+      table.insert(out, ARGV[i])
+    end
+  end
+end
+return out`)
 
 // leaveScript gives back a leaving server's requests, as rescueScript does,
 // and ends its lease: with ARGV[2] = 1 it keeps the server in the lease set
@@ -112,8 +166,42 @@ func renew(ctx context.Context, rc rueidis.Client, leases, id string, ttl time.D
 	return n == 1, expired, nil
 }
 
-func rescue(ctx context.Context, rc rueidis.Client, list, processing, leases, id string) (int64, error) {
-	n, err := rescueScript.Exec(ctx, rc, []string{list, processing, leases},
-		[]string{id, strconv.FormatInt(LeaseGrace.Milliseconds(), 10)}).AsInt64()
-	return max(n, 0), err
+// Redelivery says when a request given back becomes a dead letter.
+type Redelivery struct {
+	Max int // deliveries at most; 0 for no limit
+	Cap int // dead letters kept
+}
+
+// whyDead is the reason written in every dead letter.
+const whyDead = "delivered as often as allowed (WithMaxDeliveries), and each server that took it stopped before answering"
+
+func (d Redelivery) args() []string {
+	limit := d.Max
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	return []string{strconv.Itoa(limit), strconv.Itoa(max(d.Cap, 1)), whyDead}
+}
+
+// rescue gives back the requests of the server id whose lease ran out and
+// returns how many it put back and those that became dead letters.
+func rescue(ctx context.Context, rc rueidis.Client, list, processing, leases, id string, d Redelivery) (int64, []string, error) {
+	args := append([]string{id, strconv.FormatInt(LeaseGrace.Milliseconds(), 10)}, d.args()...)
+	vs, err := rescueScript.Exec(ctx, rc, []string{list, processing, leases, keys.Deliveries(list), keys.Dead(list)}, args).ToArray()
+	return counted(vs, err)
+}
+
+// counted reads the reply of rescueScript or strandedScript.
+func counted(vs []rueidis.RedisMessage, err error) (int64, []string, error) {
+	if err != nil || len(vs) == 0 {
+		return 0, nil, err
+	}
+	n, _ := vs[0].AsInt64()
+	var dead []string
+	for _, v := range vs[1:] {
+		if s, err := v.ToString(); err == nil {
+			dead = append(dead, s)
+		}
+	}
+	return max(n, 0), dead, nil
 }

@@ -65,7 +65,7 @@ func TestGiveBack(t *testing.T) {
 	ctx := context.Background()
 	for _, reliable := range []bool{false, true} {
 		q := fmt.Sprintf("lists:%s:%v:%d", t.Name(), reliable, time.Now().UnixNano())
-		s := NewSource(rc, q, 1, "me", time.Second, reliable)
+		s := NewSource(rc, q, 1, "me", time.Second, reliable, Redelivery{})
 		if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element("1", "2", "3", "4").Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +94,7 @@ func TestGiveBack(t *testing.T) {
 func TestWake(t *testing.T) {
 	ctx := context.Background()
 	q := fmt.Sprintf("lists:%s:%d", t.Name(), time.Now().UnixNano())
-	s := NewSource(rc, q, 1, "me", time.Second, false)
+	s := NewSource(rc, q, 1, "me", time.Second, false, Redelivery{})
 	done := make(chan int, len(s.Loops()))
 	for _, loop := range s.Loops() {
 		go func() {

@@ -2,12 +2,14 @@ package lists
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc/internal/deadline"
+	"github.com/redisrpc/redisrpc/internal/keys"
 )
 
 // Item is one message for the list Key. ID lets the error callback tell whose
@@ -26,6 +28,8 @@ type PusherConfig struct {
 	// OnSettled, if set, is called for each item with an Ack once its Ack was
 	// removed, or could not be, or the item could not be pushed.
 	OnSettled func(it Item)
+	// OnSent, if set, is called after a batch was pushed.
+	OnSent func()
 }
 
 // Pusher appends messages to lists and combines concurrent pushes: what is
@@ -50,7 +54,7 @@ const (
 	maxRounds    = 4
 	maxItems     = 512
 	maxBytes     = 1 << 20
-	writeTimeout = 10 * time.Second
+	writeTimeout = 5 * time.Second
 )
 
 // NewPusher returns a Pusher. Its callbacks must not block.
@@ -141,26 +145,96 @@ func (p *Pusher) take() []Item {
 	return batch
 }
 
-// write pushes batch, grouped by list in order of first appearance.
+// respondScript pushes responses to a list, gives it an expiry, and removes
+// the requests they answer from a processing list, all at once, so that no
+// request stays to run again once its caller can have the answer, nor leaves
+// without an answer. The two lists must share a hash slot.
+//
+//	KEYS[1] the response list, KEYS[2] the processing list; ARGV[1] the
+//	expiry in seconds (0: none), ARGV[2..n+1] the responses, ARGV[n+2..]
+//	the requests
+var respondScript = rueidis.NewLuaScript(`
+local n = (#ARGV - 1) / 2
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2, n + 1))
+if ARGV[1] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+for i = n + 2, #ARGV do redis.call('LREM', KEYS[2], 1, ARGV[i]) end
+return n`)
+
+// group is the items of a batch for one list. With ackList set, they are
+// pushed and acknowledged together by respondScript.
+type group struct {
+	key, ackList string
+	items        []Item
+}
+
+// write pushes batch, grouped by list in order of first appearance. Items
+// whose Ack shares their list's hash slot are pushed and acknowledged at
+// once; the others are acknowledged after they are pushed.
 func (p *Pusher) write(batch []Item) {
-	var keys []string
-	groups := make(map[string][]string, 1)
+	var plain, atomic []*group
+	byKey := make(map[[2]string]*group, 1)
 	for _, it := range batch {
-		if _, ok := groups[it.Key]; !ok {
-			keys = append(keys, it.Key)
+		k := [2]string{it.Key, ""}
+		if it.Ack != "" && keys.Slot(it.AckList) == keys.Slot(it.Key) {
+			k[1] = it.AckList
 		}
-		groups[it.Key] = append(groups[it.Key], it.Value)
-	}
-	cmds := make(rueidis.Commands, 0, 2*len(keys))
-	for _, k := range keys {
-		cmds = append(cmds, p.rc.B().Rpush().Key(k).Element(groups[k]...).Build())
-		if p.cfg.TTL > 0 {
-			cmds = append(cmds, p.rc.B().Expire().Key(k).Seconds(p.cfg.TTL).Build())
+		g := byKey[k]
+		if g == nil {
+			g = &group{key: k[0], ackList: k[1]}
+			byKey[k] = g
+			if k[1] != "" {
+				atomic = append(atomic, g)
+			} else {
+				plain = append(plain, g)
+			}
 		}
+		g.items = append(g.items, it)
 	}
 	// Most batches go out with no timer: see package deadline.
 	ctx := deadline.New(context.Background(), time.Now().Add(writeTimeout))
 	defer ctx.Stop()
+	if len(atomic) > 0 {
+		p.writeAtomic(ctx, atomic)
+	}
+	if len(plain) > 0 {
+		p.writePlain(ctx, plain)
+	}
+}
+
+// writeAtomic pushes and acknowledges groups with respondScript.
+func (p *Pusher) writeAtomic(ctx context.Context, groups []*group) {
+	execs := make([]rueidis.LuaExec, len(groups))
+	ttl := strconv.FormatInt(p.cfg.TTL, 10)
+	for i, g := range groups {
+		args := make([]string, 1, 1+2*len(g.items))
+		args[0] = ttl
+		for _, it := range g.items {
+			args = append(args, it.Value)
+		}
+		for _, it := range g.items {
+			args = append(args, it.Ack)
+		}
+		execs[i] = rueidis.LuaExec{Keys: []string{g.key, g.ackList}, Args: args}
+	}
+	for i, r := range respondScript.ExecMulti(ctx, p.rc, execs...) {
+		p.done(groups[i].items, r.Error(), true)
+	}
+}
+
+// writePlain pushes groups with RPUSH (and EXPIRE), then removes the
+// requests they answer from their processing lists.
+func (p *Pusher) writePlain(ctx context.Context, groups []*group) {
+	cmds := make(rueidis.Commands, 0, 2*len(groups))
+	for _, g := range groups {
+		values := make([]string, len(g.items))
+		for i, it := range g.items {
+			values[i] = it.Value
+		}
+		cmds = append(cmds, p.rc.B().Rpush().Key(g.key).Element(values...).Build())
+		if p.cfg.TTL > 0 {
+			cmds = append(cmds, p.rc.B().Expire().Key(g.key).Seconds(p.cfg.TTL).Build())
+		}
+	}
 	res := p.rc.DoMulti(ctx, cmds...)
 	step := 1
 	if p.cfg.TTL > 0 {
@@ -168,22 +242,18 @@ func (p *Pusher) write(batch []Item) {
 	}
 	var acks rueidis.Commands
 	var acked []Item
-	for i, k := range keys {
+	for i, g := range groups {
 		err := res[i*step].Error()
-		var failed []Item
-		for _, it := range batch {
-			switch {
-			case it.Key != k:
-			case err != nil:
-				failed = append(failed, it)
-				p.settled(it)
-			case it.Ack != "":
+		if err != nil {
+			p.done(g.items, err, false)
+			continue
+		}
+		p.done(nil, nil, false)
+		for _, it := range g.items {
+			if it.Ack != "" {
 				acks = append(acks, p.rc.B().Lrem().Key(it.AckList).Count(1).Element(it.Ack).Build())
 				acked = append(acked, it)
 			}
-		}
-		if err != nil && p.cfg.OnError != nil {
-			p.cfg.OnError(failed, err)
 		}
 	}
 	if len(acks) > 0 {
@@ -199,6 +269,22 @@ func (p *Pusher) write(batch []Item) {
 		if ackErr != nil && p.cfg.OnError != nil {
 			p.cfg.OnError(nil, ackErr)
 		}
+	}
+}
+
+// done reports a group's push: on err, its items failed; with settled, their
+// Acks are settled too (pushed, or not, with them).
+func (p *Pusher) done(items []Item, err error, settled bool) {
+	if settled || err != nil {
+		for _, it := range items {
+			p.settled(it)
+		}
+	}
+	switch {
+	case err != nil && p.cfg.OnError != nil:
+		p.cfg.OnError(items, err)
+	case err == nil && p.cfg.OnSent != nil:
+		p.cfg.OnSent()
 	}
 }
 

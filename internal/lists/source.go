@@ -26,15 +26,16 @@ type Msg struct {
 // the server's own inbox (keys.Inbox), always at most once; it keeps the
 // server's lease on each list. It is safe for concurrent use.
 type Source struct {
-	rc       rueidis.Client
-	id       string
-	inbox    string
-	lease    time.Duration
-	reliable bool
-	popper   *Popper
-	lists    []*list
-	byProc   map[string]*list // by processing list name
-	loops    []Loop
+	rc         rueidis.Client
+	id         string
+	inbox      string
+	lease      time.Duration
+	reliable   bool
+	redelivery Redelivery
+	popper     *Popper
+	lists      []*list
+	byProc     map[string]*list // by processing list name
+	loops      []Loop
 }
 
 // list is one request list of a Source and the keys of the server on it.
@@ -54,16 +55,17 @@ type Loop struct {
 
 // Beat is what one beat of a Source did.
 type Beat struct {
-	Rescued  int64 // requests of servers whose lease ran out, given back
-	Stranded int64 // requests of this server that nothing held, given back
-	Lapsed   bool  // this server's lease had run out before the beat renewed it
+	Rescued  int64    // requests of servers whose lease ran out, given back
+	Stranded int64    // requests of this server that nothing held, given back
+	Dead     []string // requests given back too often, now dead letters
+	Lapsed   bool     // this server's lease had run out before the beat renewed it
 }
 
 // NewSource returns the source of queue over shards lists (keys.Shards) for
 // the server id, whose leases last lease. With reliable it delivers at least
-// once.
-func NewSource(rc rueidis.Client, queue string, shards int, id string, lease time.Duration, reliable bool) *Source {
-	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, popper: NewPopper(rc), byProc: map[string]*list{}}
+// once, and gives back requests as d says.
+func NewSource(rc rueidis.Client, queue string, shards int, id string, lease time.Duration, reliable bool, d Redelivery) *Source {
+	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, redelivery: d, popper: NewPopper(rc), byProc: map[string]*list{}}
 	for i, name := range keys.Shards(queue, shards) {
 		l := &list{name: name, processing: keys.Processing(name, id), leases: keys.Leases(name)}
 		s.lists = append(s.lists, l)
@@ -231,8 +233,9 @@ func (s *Source) Beat(ctx context.Context) (Beat, error) {
 		}
 		b.Lapsed = b.Lapsed || lapsed
 		for _, id := range expired {
-			n, err := rescue(ctx, s.rc, l.name, keys.Processing(l.name, id), l.leases, id)
+			n, dead, err := rescue(ctx, s.rc, l.name, keys.Processing(l.name, id), l.leases, id, s.redelivery)
 			b.Rescued += n
+			b.Dead = append(b.Dead, dead...)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("giving back the requests of server %s on %s: %w", id, l.name, err))
 			}
@@ -246,8 +249,10 @@ func (s *Source) Beat(ctx context.Context) (Beat, error) {
 			continue
 		}
 		if stranded := l.held.stranded(content, now, MaxPopWait); len(stranded) > 0 {
-			n, err := giveBackScript.Exec(ctx, s.rc, []string{l.name, l.processing}, stranded).AsInt64()
+			args := append(append([]string{s.id}, s.redelivery.args()...), stranded...)
+			n, dead, err := counted(strandedScript.Exec(ctx, s.rc, []string{l.name, l.processing, keys.Deliveries(l.name), keys.Dead(l.name)}, args).ToArray())
 			b.Stranded += n
+			b.Dead = append(b.Dead, dead...)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("giving back stranded requests on %s: %w", l.name, err))
 			}

@@ -37,13 +37,15 @@ func (r *run) loop(loop lists.Loop, share int) {
 		}
 		r.release(n - len(msgs))
 		if err != nil {
-			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
-			s.log.Error("redisrpc: taking requests", "queue", s.cfg.Queue, "err", err, "retry_in", backoff)
+			// maxBackoff bounds how long after Redis is back this loop notices.
+			backoff = min(max(2*backoff, 50*time.Millisecond), maxBackoff)
+			s.taking.Fail(err)
 			if !r.sleep(backoff) {
 				return
 			}
 			continue
 		}
+		s.taking.OK()
 		backoff = 0
 		if len(msgs) > 0 {
 			s.pops.Add(1)
@@ -62,6 +64,9 @@ func (r *run) loop(loop lists.Loop, share int) {
 		runtime.Gosched()
 	}
 }
+
+// maxBackoff bounds the waits of a loop after Redis failures.
+const maxBackoff = 500 * time.Millisecond
 
 // giveBack puts requests taken by a stopping server back on the queue.
 func (r *run) giveBack(msgs []lists.Msg) {

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc/internal/lists"
+	"github.com/redisrpc/redisrpc/internal/outage"
 	"github.com/redisrpc/redisrpc/internal/registry"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
@@ -33,7 +35,10 @@ type Config struct {
 	ResponseTTL time.Duration
 	Lease       time.Duration // how long the server may go silent before others rescue its requests
 	Reliable    bool          // at least once
-	Logger      *slog.Logger
+	// MaxDeliveries is how often, at least once, a request may be delivered
+	// before it goes to the dead letters instead; 0 for no limit.
+	MaxDeliveries int
+	Logger        *slog.Logger
 	// Info, if set, gives what the server publishes in the registry at each
 	// beat; the server fills in what it knows itself.
 	Info func() registry.Info
@@ -73,6 +78,9 @@ type Server struct {
 
 	pops, taken, active atomic.Int64 // pops that brought requests, requests they brought, requests not yet settled
 	started             time.Time
+
+	// Failures of Redis, each logged once an outage (package outage).
+	taking, beating, pushing, acking *outage.Log
 }
 
 // Counts returns the pops that brought requests, the requests they brought,
@@ -84,18 +92,24 @@ func (s *Server) Counts() (pops, taken, inFlight int64) {
 // New returns a Server for cfg that answers requests with invoke.
 func New(rc rueidis.Client, cfg Config, invoke Invoke) *Server {
 	s := &Server{rc: rc, cfg: cfg, invoke: invoke, log: cfg.Logger}
-	s.source = lists.NewSource(rc, cfg.Queue, cfg.Shards, cfg.ID, cfg.Lease, cfg.Reliable)
+	s.source = lists.NewSource(rc, cfg.Queue, cfg.Shards, cfg.ID, cfg.Lease, cfg.Reliable,
+		lists.Redelivery{Max: cfg.MaxDeliveries, Cap: DeadLetters})
+	s.taking = outage.New(cfg.Logger, "redisrpc: taking requests", "queue", cfg.Queue)
+	s.beating = outage.New(cfg.Logger, "redisrpc: heartbeat", "queue", cfg.Queue)
+	s.pushing = outage.New(cfg.Logger, "redisrpc: sending responses", "queue", cfg.Queue)
+	s.acking = outage.New(cfg.Logger, "redisrpc: removing answered requests from the processing list", "queue", cfg.Queue)
 	ttl := int64((cfg.ResponseTTL + time.Second - 1) / time.Second)
 	s.pusher = lists.NewPusher(rc, lists.PusherConfig{
 		TTL:    ttl,
 		Inline: true,
 		OnError: func(failed []lists.Item, err error) {
 			if len(failed) == 0 {
-				s.log.Error("redisrpc: removing answered requests from the processing list", "queue", cfg.Queue, "err", err)
+				s.acking.Fail(err)
 				return
 			}
-			s.log.Error("redisrpc: sending responses", "queue", cfg.Queue, "response_queue", failed[0].Key, "responses", len(failed), "err", err)
+			s.pushing.Fail(err)
 		},
+		OnSent:    s.pushing.OK,
 		OnSettled: func(it lists.Item) { s.source.Settled(it.AckList, it.Ack) },
 	})
 	return s
@@ -303,6 +317,25 @@ func (s *Server) startBeating() (stop func()) {
 	}
 }
 
+// DeadLetters is how many dead letters a list keeps, the newest.
+const DeadLetters = 1000
+
+// answerDead answers the callers of requests that became dead letters with
+// CodeInternal, where they still wait and name a valid response queue.
+func (s *Server) answerDead(msgs []string) {
+	for _, msg := range msgs {
+		req, err := wire.DecodeRequest(msg)
+		if err != nil || !wire.ValidResponseQueue(s.cfg.Queue, req.ResponseQueue) ||
+			req.Deadline != 0 && !time.Now().Before(time.UnixMilli(req.Deadline)) {
+			continue
+		}
+		why := fmt.Sprintf("%s was delivered %d times and each server that took it stopped before answering; it is in the dead letters of %s",
+			req.FunctionCall.Name, s.cfg.MaxDeliveries, s.cfg.Queue)
+		resp := wire.Failure(req.ID, wire.CodeInternal, why)
+		s.pusher.Push(lists.Item{Key: req.ResponseQueue, Value: string(wire.AppendResponse(nil, &resp))})
+	}
+}
+
 // publish writes the server's registry entry.
 func (s *Server) publish(ctx context.Context) error {
 	info := s.cfg.Info()
@@ -328,10 +361,17 @@ func (s *Server) beat() {
 		err = errors.Join(err, s.publish(ctx))
 	}
 	if err != nil {
-		s.log.Error("redisrpc: heartbeat", "queue", s.cfg.Queue, "err", err)
+		s.beating.Fail(err)
+	} else {
+		s.beating.OK()
 	}
 	if b.Rescued > 0 {
 		s.log.Warn("redisrpc: gave back the requests of a silent server", "queue", s.cfg.Queue, "requests", b.Rescued)
+	}
+	if len(b.Dead) > 0 {
+		s.log.Error("redisrpc: requests delivered too often went to the dead letters", "queue", s.cfg.Queue,
+			"requests", len(b.Dead), "max_deliveries", s.cfg.MaxDeliveries)
+		s.answerDead(b.Dead)
 	}
 	if b.Stranded > 0 {
 		s.log.Warn("redisrpc: gave back requests of this server that nothing held", "queue", s.cfg.Queue, "requests", b.Stranded)

@@ -21,6 +21,16 @@ import (
 // ErrMalformed wraps every failure to decode an envelope.
 var ErrMalformed = errors.New("malformed message")
 
+// RequestSize returns about how many bytes AppendRequest writes for r, at
+// least as many where nothing needs escaping, to size its buffer.
+func RequestSize(r *Request) int {
+	n := 160 + len(r.FunctionCall.Name) + len(r.FunctionCall.Args) + len(r.FunctionCall.Kwargs) + len(r.ResponseQueue) + len(r.ID)
+	for k, v := range r.Meta {
+		n += len(k) + len(v) + 6
+	}
+	return n
+}
+
 // AppendRequest appends the JSON of r to b.
 func AppendRequest(b []byte, r *Request) []byte {
 	b = append(b, `{"function_call":{"name":`...)

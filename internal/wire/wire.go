@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Request is a call as it travels on a request queue.
@@ -118,9 +117,10 @@ func soleMember(obj []byte) []byte {
 // ValidResponseQueue reports whether name lies inside the namespace a server of
 // queue may write to, "<queue>:rpc:", with a non-empty suffix of bounded length.
 func ValidResponseQueue(queue, name string) bool {
-	const maxSuffix = 200
-	prefix := ResponsePrefix(queue)
-	return strings.HasPrefix(name, prefix) && len(name) > len(prefix) && len(name)-len(prefix) <= maxSuffix
+	const rpc, maxSuffix = ":rpc:", 200
+	// The prefix is compared in two parts, not built, which would allocate.
+	n := len(queue) + len(rpc)
+	return len(name) > n && len(name)-n <= maxSuffix && name[:len(queue)] == queue && name[len(queue):n] == rpc
 }
 
 // ResponsePrefix is the namespace of response queues of a request queue.
