@@ -87,9 +87,15 @@
 // after its handler ran but before the response was pushed, when a response
 // or its removal fails, or when a server stalls for longer than the heartbeat
 // while its requests are given to others. Handlers must be idempotent in this
-// mode. A Client delivers one response to a call and drops any other for it;
-// requests found past their deadline are dropped, not re-run. Classic clients
-// get the same guarantee, which lives in the server.
+// mode. A request given back WithMaxDeliveries times (3) is not run again: it
+// goes to the queue's dead letters and its caller gets CodeInternal, so that
+// a request that kills its servers cannot take down a fleet. A Client
+// delivers one response to a call and drops any other for it; requests found
+// past their deadline are dropped, not re-run. Classic clients get the same
+// guarantee, which lives in the server. What survives a crash of Redis is
+// what its persistence keeps: with appendfsync always, every request Redis
+// took, and a Go client's answer and the removal of its request are one
+// script, so none runs again once its caller has the answer.
 //
 // Stopping: requests a stopping server has taken but not started go back to
 // the head of the queue in both modes, never run and never failed. Handlers
@@ -333,10 +339,19 @@ func WithInterceptors(interceptors ...Interceptor) Option {
 
 type clientConfig struct {
 	shared
-	classic  bool
-	forward  bool
-	failFast bool
-	timeout  time.Duration
+	classic     bool
+	forward     bool
+	failFast    bool
+	timeout     time.Duration
+	maxInFlight int
+}
+
+// WithMaxInFlight bounds how many calls a Client has in flight, so that a
+// client cannot grow without bound: a call beyond it waits for another to
+// end, until its context ends, when it returns ctx.Err() without having
+// sent its request. The default is 10,000; values below 1 mean 1.
+func WithMaxInFlight(n int) ClientOption {
+	return clientOption(func(c *clientConfig) { c.maxInFlight = max(n, 1) })
 }
 
 // WithFailFast makes a Client's calls fail at once with CodeUnavailable
@@ -391,7 +406,7 @@ type Client struct {
 // uses rc and never closes it. It panics if rc is nil or queue is empty.
 func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 	mustQueue(rc, queue)
-	cfg := clientConfig{shared: defaultShared(), timeout: 30 * time.Second}
+	cfg := clientConfig{shared: defaultShared(), timeout: 30 * time.Second, maxInFlight: 10_000}
 	for _, o := range opts {
 		o.applyToClient(&cfg)
 	}
@@ -400,6 +415,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 		Queue: queue, Shards: cfg.shards, Classic: cfg.classic, Logger: cfg.logger, MaxMessage: cfg.maxMessage,
 		Closed: ErrClientClosed, NoID: ErrClassicServer, TooLarge: ErrTooLarge,
 		FailFast: cfg.failFast, Unavailable: &Error{Code: CodeUnavailable, Message: "no live server of " + queue + " is registered"},
+		MaxInFlight: cfg.maxInFlight,
 	})
 	if len(cfg.interceptors) > 0 {
 		c.call = chain(cfg.interceptors, nil)

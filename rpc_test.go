@@ -1248,6 +1248,9 @@ func TestOptionTargets(t *testing.T) {
 		{"WithClassicServer", redisrpc.WithClassicServer(), true, false},
 		{"WithMetaForwarding", redisrpc.WithMetaForwarding(), true, false},
 		{"WithCallTimeout", redisrpc.WithCallTimeout(time.Second), true, false},
+		{"WithFailFast", redisrpc.WithFailFast(), true, false},
+		{"WithMaxInFlight", redisrpc.WithMaxInFlight(1), true, false},
+		{"WithMaxDeliveries", redisrpc.WithMaxDeliveries(1), false, true},
 	} {
 		typ := reflect.TypeOf(tt.opt)
 		if got := typ.Implements(clientOpt); got != tt.client {

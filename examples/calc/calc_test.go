@@ -127,7 +127,8 @@ func TestClassicClient(t *testing.T) {
 	})
 	calls := `[["clr",[],{}],["add",[5],{}],["sub",[3],{}],["mul",[4],{}],["div",[2],{}],["val",[],{}],
 		["div",[0],{}],["pow",[2],{}],["add",["five"],{}],
-		["greet",[],{"name":"Ann","times":2}],["sum",[1,2,3],{}],["sum",[[4,5]],{}]]`
+		["greet",[],{"name":"Ann","times":2}],["sum",[1,2,3],{}],["sum",[[4,5]],{}],
+		["clr",[],{}],["add",[],{"number":5}]]`
 	out, err := exec.Command(py, "testdata/classic_client.py", redis.URL, q, calls).CombinedOutput()
 	if err != nil {
 		t.Fatalf("classic client: %v\n%s", err, out)
@@ -139,6 +140,7 @@ func TestClassicClient(t *testing.T) {
 		`{"exception": "no function \"pow\"", "code": "not_found"}`,
 		`invalid_argument`,
 		`{"return_value": "hi Ann hi Ann "}`, `{"return_value": 6}`, `{"return_value": 9}`,
+		`{"return_value": 0}`, `{"return_value": 5}`, // add(number=5), as the classic Python server takes it
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != len(want) {

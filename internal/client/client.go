@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/redisrpc/redisrpc/internal/deadline"
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/outage"
@@ -38,6 +39,8 @@ type Config struct {
 	// server of the queue.
 	FailFast    bool
 	Unavailable error
+	// MaxInFlight bounds the calls in flight; more wait for one to end.
+	MaxInFlight int
 }
 
 // registryRefresh is how often a client reads the registry.
@@ -68,6 +71,7 @@ type Client struct {
 	view      atomic.Pointer[view]
 	watching  sync.Once
 	watched   chan struct{} // closed once the registry was first read, or not
+	slots     chan struct{} // one a call in flight, MaxInFlight at most
 	replyKey  string        // shared response list
 	popper    *lists.Popper
 	pusher    *lists.Pusher
@@ -100,8 +104,9 @@ func New(rc rueidis.Client, cfg Config) *Client {
 		rc:       rc,
 		cfg:      cfg,
 		watched:  make(chan struct{}),
+		slots:    make(chan struct{}, max(cfg.MaxInFlight, 1)),
 		replyKey: keys.Reply(cfg.Queue, wire.RandomName(20)),
-		popper:   lists.NewPopper(rc),
+		popper:   lists.NewPopper(rc, true),
 		pending:  make(map[string]chan result),
 		ctx:      ctx,
 		stop:     stop,
@@ -152,9 +157,10 @@ func (c *Client) NewID() string {
 // It fills in the response queue and the time sent. It returns ctx.Err()
 // when ctx ends first.
 func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
-	if err := ctx.Err(); err != nil {
+	if err := c.acquire(ctx); err != nil {
 		return "", err
 	}
+	defer c.release()
 	req.Sent = time.Now().UnixMilli()
 	if c.cfg.Classic {
 		return c.callClassic(ctx, req)
@@ -182,6 +188,26 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 	}
 	return c.wait(ctx, req.ID, ch)
 }
+
+// acquire takes a slot for a call in flight, waiting for one while ctx lasts.
+func (c *Client) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Client) release() { <-c.slots }
 
 // encode fills in the response queue and encodes req, if it is not over limit.
 func (c *Client) encode(req *wire.Request, limit int) ([]byte, error) {
@@ -211,9 +237,10 @@ func (c *Client) wait(ctx context.Context, id string, ch chan result) (string, e
 // which alone answers it, and returns the raw response. The request expires
 // from the inbox with ctx's deadline, or after a minute.
 func (c *Client) CallServer(ctx context.Context, req *wire.Request, server string) (string, error) {
-	if err := ctx.Err(); err != nil {
+	if err := c.acquire(ctx); err != nil {
 		return "", err
 	}
+	defer c.release()
 	req.Sent = time.Now().UnixMilli()
 	body, err := c.encode(req, c.cfg.MaxMessage)
 	if err != nil {
@@ -418,7 +445,11 @@ func (c *Client) receive() {
 	defer c.wg.Done()
 	var claimed []chan result // the calls of msgs, by index; nil where none
 	for {
-		_, msgs, err := c.popper.Pop(c.ctx, []string{c.replyKey}, pollInterval, maxBatch)
+		// The deadline ends a pop on a connection that died silently, as
+		// over a network partition; Close ends it at once.
+		popCtx := deadline.New(c.ctx, time.Now().Add(lists.MaxPopWait))
+		_, msgs, err := c.popper.Pop(popCtx, []string{c.replyKey}, pollInterval, maxBatch)
+		popCtx.Stop()
 		if err != nil && c.ctx.Err() == nil {
 			c.recvLog.Fail(err)
 		} else if err == nil {

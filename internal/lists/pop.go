@@ -13,12 +13,26 @@ import (
 
 // Popper takes messages from the head of lists. It is safe for concurrent use.
 type Popper struct {
-	rc      rueidis.Client
-	noLMPop atomic.Bool // set once the server said it has no BLMPOP
+	rc          rueidis.Client
+	cancellable bool
+	noLMPop     atomic.Bool // set once the server said it has no BLMPOP
 }
 
-// NewPopper returns a Popper that talks to rc.
-func NewPopper(rc rueidis.Client) *Popper { return &Popper{rc: rc} }
+// NewPopper returns a Popper that talks to rc. A cancellable one's pops end
+// when their context does, deadline included, giving up what they took:
+// for a client's responses, whose callers are gone by then, or whose
+// connection is dead.
+func NewPopper(rc rueidis.Client, cancellable bool) *Popper {
+	return &Popper{rc: rc, cancellable: cancellable}
+}
+
+// build readies cmd for rueidis as p's pops need.
+func (p *Popper) build(cmd rueidis.Completed) rueidis.Completed {
+	if p.cancellable {
+		return cmd.UnblockOnCancel()
+	}
+	return cmd
+}
 
 // Pop waits up to timeout for one of keys to hold messages and takes at most
 // max from the first that does, returning its index in keys. It returns no
@@ -28,7 +42,7 @@ func NewPopper(rc rueidis.Client) *Popper { return &Popper{rc: rc} }
 func (p *Popper) Pop(ctx context.Context, keys []string, timeout time.Duration, max int) (int, []string, error) {
 	secs := timeout.Seconds()
 	if !p.noLMPop.Load() {
-		kv, err := p.rc.Do(ctx, p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build()).AsLMPop()
+		kv, err := p.rc.Do(ctx, p.build(p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build())).AsLMPop()
 		switch {
 		case err == nil:
 			return index(keys, kv.Key), kv.Values, nil
@@ -39,7 +53,7 @@ func (p *Popper) Pop(ctx context.Context, keys []string, timeout time.Duration, 
 		}
 		p.noLMPop.Store(true)
 	}
-	kv, err := p.rc.Do(ctx, p.rc.B().Blpop().Key(keys...).Timeout(secs).Build()).AsStrSlice()
+	kv, err := p.rc.Do(ctx, p.build(p.rc.B().Blpop().Key(keys...).Timeout(secs).Build())).AsStrSlice()
 	if rueidis.IsRedisNil(err) {
 		return 0, nil, nil
 	}

@@ -1,0 +1,174 @@
+package faults_test
+
+import (
+	"net"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc"
+)
+
+// partition is a TCP proxy that can black-hole the traffic between its
+// clients and Redis without closing a connection, as a network partition
+// does: what is sent is never delivered, and no error says so. Cut makes
+// every connection it has, and every new one, silent; Heal makes new
+// connections work again, while those that were silent stay so for ever, as
+// connections whose path is gone.
+type partition struct {
+	ln     net.Listener
+	target string
+
+	mu     sync.Mutex
+	gen    int  // connections accepted
+	deadTo int  // connections up to this one are silent for ever
+	cut    bool // new connections are silent too
+	conns  []net.Conn
+	closed chan struct{}
+}
+
+func newPartition(t *testing.T, target string) *partition {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &partition{ln: ln, target: target, closed: make(chan struct{})}
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *partition) addr() string { return p.ln.Addr().String() }
+
+func (p *partition) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.gen++
+		gen, cut := p.gen, p.cut
+		p.conns = append(p.conns, c)
+		p.mu.Unlock()
+		if cut {
+			p.mu.Lock()
+			p.deadTo = max(p.deadTo, gen)
+			p.mu.Unlock()
+			continue // accepted, and silent: nothing reaches Redis
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, up)
+		p.mu.Unlock()
+		go p.pipe(up, c, gen)
+		go p.pipe(c, up, gen)
+	}
+}
+
+// pipe copies src to dst until the connection is silenced, then stops
+// reading, so that the sender's buffers fill up as over a dead path.
+func (p *partition) pipe(dst, src net.Conn, gen int) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			dst.Close()
+			return
+		}
+		p.mu.Lock()
+		silent := gen <= p.deadTo
+		p.mu.Unlock()
+		if silent {
+			<-p.closed
+			return
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			src.Close()
+			return
+		}
+	}
+}
+
+// Cut silences every connection, and new ones, until Heal.
+func (p *partition) Cut() {
+	p.mu.Lock()
+	p.cut, p.deadTo = true, p.gen
+	p.mu.Unlock()
+}
+
+// Heal lets new connections through; silenced ones stay silent.
+func (p *partition) Heal() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
+func (p *partition) close() {
+	p.ln.Close()
+	close(p.closed)
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+}
+
+// TestPartition: the network between Redis and a server and client goes
+// silent for 3 s without closing any connection, then new connections get
+// through while the old ones stay dead. Calls end at their deadlines, and
+// server and client find their dead connections and serve again within a
+// bounded time after the heal: with rueidis' defaults, which find a silent
+// connection after 10 s, and with ConnWriteTimeout set to 2 s.
+func TestPartition(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(redis.URL)
+	if err != nil || redis.Embedded {
+		t.Skip("needs a Redis to put a proxy in front of (not the embedded one, whose clients need options of their own)")
+	}
+	for _, tt := range []struct {
+		name    string
+		timeout time.Duration // rueidis' ConnWriteTimeout; 0 for its default, 10 s
+		within  time.Duration // recovery after the heal
+	}{{"rueidis defaults", 0, 15 * time.Second}, {"ConnWriteTimeout 2s", 2 * time.Second, 5 * time.Second}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPartition(t, u.Host)
+			connect := func() rueidis.Client {
+				c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
+					ForceSingleClient: true, ConnWriteTimeout: tt.timeout})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(c.Close)
+				return c
+			}
+			q := newQueue(t)
+			serve(t, connect(), q)
+			client := redisrpc.NewClient(connect(), q, redisrpc.WithLogger(quiet))
+			defer client.Close()
+			var healed time.Time
+			recovered := underLoad(t, client, 8, func() {
+				p.Cut()
+				time.Sleep(3 * time.Second)
+				p.Heal()
+				healed = time.Now()
+			})
+			if recovered.IsZero() {
+				t.Fatal("calls did not succeed again within 15 s of the partition")
+			}
+			after := recovered.Sub(healed)
+			t.Logf("%s: 100 calls succeeded %v after the heal", tt.name, after.Round(10*time.Millisecond))
+			if after > tt.within {
+				t.Errorf("recovery after the heal: got %v, want within %v", after, tt.within)
+			}
+		})
+	}
+}
