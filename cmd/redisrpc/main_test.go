@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/localredis"
 	"github.com/redisrpc/redisrpc/redisrpctest"
 )
@@ -277,5 +279,45 @@ func TestCluster(t *testing.T) {
 		if code, stdout, stderr := cli(t, url, "info", q); code != 0 || !strings.Contains(stdout, "1 live servers") {
 			t.Errorf("info via %s: got %d, %q, %q", url, code, stdout, stderr)
 		}
+	}
+}
+
+// TestDead: redisrpc dead lists the dead letters of a queue, requeues one
+// or all, and purges them.
+func TestDead(t *testing.T) {
+	srv := realRedis(t)
+	rc, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	q := redisrpctest.Queue(t)
+	ctx := context.Background()
+	dead := keys.Dead(q)
+	for i := range 3 {
+		req := fmt.Sprintf(`{"function_call":{"name":"sum","args":[%d]},"response_queue":"%s:rpc:X","id":"%d"}`, i, q, i)
+		entry, _ := json.Marshal(map[string]any{"request": req, "why": "delivered as often as allowed (WithMaxDeliveries)", "deliveries": 3, "at": 1764050000000 + i, "server": "S1"})
+		if err := rc.Do(ctx, rc.B().Lpush().Key(dead).Element(string(entry)).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, stderr := cli(t, srv.URL, "dead", q)
+	if code != 0 || !containsLine(stdout, "0", "3", "sum", "2", "S1") || !containsLine(stdout, "2", "sum", "0") || !strings.Contains(stdout, "why: delivered") {
+		t.Fatalf("dead: got %d:\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, _ := cli(t, srv.URL, "dead", "-requeue", "0", q); code != 0 || !strings.Contains(stdout, "requeued 1 of 1") {
+		t.Errorf("dead -requeue 0: got %d, %q", code, stdout)
+	}
+	if got, _ := rc.Do(ctx, rc.B().Lrange().Key(q).Start(0).Stop(-1).Build()).AsStrSlice(); len(got) != 1 || !strings.Contains(got[0], `"id":"2"`) {
+		t.Errorf("the queue after requeueing the newest: %q", got)
+	}
+	if code, _, stderr := cli(t, srv.URL, "dead", "-requeue", "9", q); code != 2 || !strings.Contains(stderr, "want all, or a number from 0 to 1") {
+		t.Errorf("dead -requeue 9: got %d, %q", code, stderr)
+	}
+	if code, stdout, _ := cli(t, srv.URL, "dead", "-purge", q); code != 0 || stdout != "purged 2 dead letters of "+q+"\n" {
+		t.Errorf("dead -purge: got %d, %q", code, stdout)
+	}
+	if code, stdout, _ := cli(t, srv.URL, "dead", q); code != 0 || !strings.Contains(stdout, "no dead letters") {
+		t.Errorf("dead after the purge: got %d, %q", code, stdout)
 	}
 }
