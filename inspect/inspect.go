@@ -272,3 +272,22 @@ func redisMillis(tm []string) int64 {
 	us, _ := strconv.ParseInt(tm[1], 10, 64)
 	return s*1000 + us/1000
 }
+
+// Total sums the counts of all q's functions into one, percentiles
+// included.
+func (q *Queue) Total() FunctionStats {
+	t := FunctionStats{Errors: map[string]uint64{}, hist: new(stats.Snapshot)}
+	for _, f := range q.Stats {
+		t.Calls += f.Calls
+		for code, n := range f.Errors {
+			t.Errors[code] += n
+		}
+		if f.hist != nil {
+			for i := range f.hist {
+				t.hist[i] += f.hist[i]
+			}
+		}
+	}
+	t.P50, t.P90, t.P99 = t.hist.Quantile(0.5), t.hist.Quantile(0.9), t.hist.Quantile(0.99)
+	return t
+}

@@ -6,6 +6,7 @@
 //	redisrpc stats [-watch] [-interval D] QUEUE
 //	redisrpc bench [-c N] [-d D] [-kwargs JSON] QUEUE FUNCTION [ARG ...]
 //	redisrpc dead [-requeue all|N] [-purge] QUEUE
+//	redisrpc web [-addr 127.0.0.1:8080] [-allow-actions]
 //
 // Every command takes -url, the Redis to talk to: REDIS_URL by default, else
 // redis://127.0.0.1:6379; a Redis Cluster is found from any of its nodes. A
@@ -59,6 +60,8 @@ const usage = `usage: redisrpc COMMAND [-url URL] [flags] ...
                                    calls/s and latency against a live service
   dead [-requeue all|N] [-purge] QUEUE
                                    dead letters: list, requeue, purge
+  web [-addr 127.0.0.1:8080] [-allow-actions]
+                                   a live dashboard of every service, in the browser
 
 -url defaults to $REDIS_URL, else redis://127.0.0.1:6379.`
 
@@ -70,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, args := args[0], args[1:]
 	commands := map[string]func(context.Context, *env, []string) error{
-		"call": cmdCall, "ls": cmdLs, "info": cmdInfo, "stats": cmdStats, "bench": cmdBench, "dead": cmdDead,
+		"call": cmdCall, "ls": cmdLs, "info": cmdInfo, "stats": cmdStats, "bench": cmdBench, "dead": cmdDead, "web": cmdWeb,
 	}
 	f, ok := commands[cmd]
 	if !ok {

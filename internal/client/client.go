@@ -71,13 +71,20 @@ type Client struct {
 	view      atomic.Pointer[view]
 	watching  sync.Once
 	watched   chan struct{} // closed once the registry was first read, or not
-	slots     chan struct{} // one a call in flight, MaxInFlight at most
+	ready     atomic.Bool   // watched is closed: calls need not look at it
 	replyKey  string        // shared response list
 	popper    *lists.Popper
 	pusher    *lists.Pusher
 	nextID    atomic.Uint64
 	nextList  atomic.Uint32
 	disagreed atomic.Bool // the servers' shard counts differ, and it was logged
+
+	// Calls in flight: counted without a lock; calls over MaxInFlight wait
+	// on freed, which a call that ends closes while some wait.
+	inFlight atomic.Int64
+	waiting  atomic.Int64
+	slotMu   sync.Mutex
+	freed    chan struct{}
 
 	recvLog *outage.Log  // failures to receive responses
 	backoff atomic.Int64 // after a failure to receive, ns; client-wide
@@ -104,7 +111,6 @@ func New(rc rueidis.Client, cfg Config) *Client {
 		rc:       rc,
 		cfg:      cfg,
 		watched:  make(chan struct{}),
-		slots:    make(chan struct{}, max(cfg.MaxInFlight, 1)),
 		replyKey: keys.Reply(cfg.Queue, wire.RandomName(20)),
 		popper:   lists.NewPopper(rc, true),
 		pending:  make(map[string]chan result),
@@ -194,20 +200,46 @@ func (c *Client) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	select {
-	case c.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case c.slots <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	limit := int64(max(c.cfg.MaxInFlight, 1))
+	for {
+		if c.inFlight.Add(1) <= limit {
+			return nil
+		}
+		c.waiting.Add(1)
+		c.slotMu.Lock()
+		if c.freed == nil {
+			c.freed = make(chan struct{})
+		}
+		freed := c.freed
+		c.slotMu.Unlock()
+		// A release after waiting counted this call closes freed; one before
+		// shows in inFlight.
+		if c.inFlight.Add(-1) < limit {
+			c.waiting.Add(-1)
+			continue
+		}
+		select {
+		case <-freed:
+			c.waiting.Add(-1)
+		case <-ctx.Done():
+			c.waiting.Add(-1)
+			return ctx.Err()
+		}
 	}
 }
 
-func (c *Client) release() { <-c.slots }
+// release gives back a call's slot, and wakes the calls waiting for one.
+func (c *Client) release() {
+	c.inFlight.Add(-1)
+	if c.waiting.Load() > 0 {
+		c.slotMu.Lock()
+		if c.freed != nil {
+			close(c.freed)
+			c.freed = nil
+		}
+		c.slotMu.Unlock()
+	}
+}
 
 // encode fills in the response queue and encodes req, if it is not over limit.
 func (c *Client) encode(req *wire.Request, limit int) ([]byte, error) {
@@ -272,11 +304,14 @@ func (c *Client) Live(ctx context.Context) ([]string, error) {
 // current returns the client's view of its servers, reading the registry
 // first at the first call; and with FailFast, fails while it shows none.
 func (c *Client) current(ctx context.Context) (*view, error) {
-	c.watching.Do(c.watch)
-	select {
-	case <-c.watched:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if !c.ready.Load() { // the first calls wait for the first reading
+		c.watching.Do(c.watch)
+		select {
+		case <-c.watched:
+			c.ready.Store(true)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	v := c.view.Load()
 	if c.cfg.FailFast && v.read && v.live == 0 {

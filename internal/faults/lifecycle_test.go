@@ -114,7 +114,7 @@ func TestServeContextEnds(t *testing.T) {
 // takes well under the second a waiting pop lasts, in both modes.
 func TestShutdownIdleIsQuick(t *testing.T) {
 	t.Parallel()
-	for _, opts := range [][]redisrpc.MuxOption{nil, {redisrpc.WithAtLeastOnce()}} {
+	for _, opts := range [][]redisrpc.MuxOption{nil, {redisrpc.WithAtLeastOnce()}, {redisrpc.WithShards(3)}, {redisrpc.WithShards(3), redisrpc.WithAtLeastOnce()}} {
 		q := newQueue(t)
 		start := time.Now()
 		for range 20 {

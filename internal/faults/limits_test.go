@@ -155,3 +155,38 @@ func TestTenThousandCallers(t *testing.T) {
 		t.Errorf("heap in use grew by %.0f MiB, want it bounded", float64(peak.Load()-before.HeapInuse)/(1<<20))
 	}
 }
+
+// TestMaxInFlightUnderLoad: 200 callers through WithMaxInFlight(5) never
+// have more than 5 calls at the server at once, and all complete.
+func TestMaxInFlightUnderLoad(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	var now, most atomic.Int32
+	redisrpc.Handle(mux, Hold, func(_ context.Context, x int) (int, error) {
+		n := now.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(time.Millisecond)
+		now.Add(-1)
+		return x, nil
+	})
+	redisrpctest.Serve(t, mux)
+	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithMaxInFlight(5))
+	defer c.Close()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range 200 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if got, err := redisrpc.Call(ctx, c, Hold, i); err != nil || got != i {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if most.Load() > 5 || most.Load() < 2 || failed.Load() != 0 {
+		t.Errorf("calls at the server at once: at most %d; failed %d; want 2 to 5, and 0", most.Load(), failed.Load())
+	}
+}

@@ -45,13 +45,17 @@ type list struct {
 }
 
 // Loop is what one pop loop of a server pops: a list, or the inbox, or at
-// most once both, and the list where Wake puts the token that ends its pop.
-// Each loop has its own, since one pop may take several tokens.
+// most once both; and at most once where it does not pop the inbox, a wake
+// list of its own, where Wake puts the token that ends its pop.
 type Loop struct {
-	list  int  // index in Source.lists; -1 for the inbox alone
-	inbox bool // the loop pops the inbox too
-	wake  string
+	list  int    // index in Source.lists; -1 for the inbox alone
+	inbox bool   // the loop pops the inbox, where Wake puts its tokens
+	wake  string // else, at most once, the loop's own wake list
 }
+
+// wakeToken is what Wake pushes to end a pop. It is not JSON, so no request
+// is ever taken for it.
+const wakeToken = "\x00redisrpc:wake"
 
 // Beat is what one beat of a Source did.
 type Beat struct {
@@ -72,13 +76,24 @@ func NewSource(rc rueidis.Client, queue string, shards int, id string, lease tim
 		s.byProc[l.processing] = l
 		// Two pops on a single list, so that one waits in Redis while the
 		// other goes back for more; one on each of several. At most once the
-		// pops of the queue itself take the inbox too, which shares its slot.
-		for j := range 1 + btoi(shards <= 1) {
-			s.loops = append(s.loops, Loop{list: i, inbox: i == 0 && !reliable, wake: keys.Wake(name, id+"."+strconv.Itoa(j))})
+		// pops of the queue itself take the inbox too, which shares its slot
+		// and carries their wake tokens; those of other shards have wake
+		// lists of their own. At least once BLMOVE takes one list, and
+		// cancelling it ends it: the inbox has a pop of its own.
+		for range 1 + btoi(shards <= 1) {
+			loop := Loop{list: i}
+			switch {
+			case reliable:
+			case i == 0:
+				loop.inbox = true
+			default:
+				loop.wake = keys.Wake(name, id)
+			}
+			s.loops = append(s.loops, loop)
 		}
 	}
-	if reliable { // BLMOVE takes one list: the inbox has a pop of its own
-		s.loops = append(s.loops, Loop{list: -1, inbox: true, wake: keys.Wake(queue, id+".inbox")})
+	if reliable {
+		s.loops = append(s.loops, Loop{list: -1, inbox: true})
 	}
 	return s
 }
@@ -96,8 +111,8 @@ func (s *Source) Loops() []Loop { return s.loops }
 // Reliable reports whether s delivers at least once.
 func (s *Source) Reliable() bool { return s.reliable }
 
-// Pop takes up to limit requests for loop, waiting up to timeout for the first,
-// and returns none once Wake was called. At most once, it must not be
+// Pop takes up to limit requests for loop, waiting up to timeout for the
+// first, and returns none once Wake was called. At most once, it must not be
 // cancelled while it waits (see Popper.Pop); at least once, it may be, and
 // what Redis moved meanwhile stays in the processing list, where Leave or the
 // beats find it. ctx should end after MaxPopWait.
@@ -110,20 +125,26 @@ func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limi
 		bodies, err = reliablePop(ctx, s.rc, l.name, l.processing, timeout, limit)
 		l.held.add(bodies)
 	} else {
-		keys := []string{loop.wake}
+		var keys [2]string // the wake or inbox list first: a token ends the pop first
+		n := 0
+		if loop.wake != "" {
+			keys[n], n = loop.wake, n+1
+		}
 		if loop.inbox {
-			keys = append(keys, s.inbox)
+			keys[n], n = s.inbox, n+1
 		}
 		if loop.list >= 0 {
-			keys = append(keys, s.lists[loop.list].name)
+			keys[n], n = s.lists[loop.list].name, n+1
 		}
 		var from int
-		from, bodies, err = s.popper.Pop(ctx, keys, timeout, limit)
+		from, bodies, err = s.popper.Pop(ctx, keys[:n], timeout, limit)
 		switch {
-		case from == 0:
+		case len(bodies) == 0:
+		case keys[from] == loop.wake:
 			bodies = nil // the token of Wake
 		case keys[from] == s.inbox:
 			inbox = true
+			bodies = s.dropTokens(ctx, bodies)
 		}
 	}
 	msgs := make([]Msg, len(bodies))
@@ -133,17 +154,46 @@ func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limi
 	return msgs, err
 }
 
+// dropTokens removes Wake's tokens from what a pop took from the inbox, and
+// puts back all but one, for the other pops of the inbox.
+func (s *Source) dropTokens(ctx context.Context, bodies []string) []string {
+	kept := bodies[:0]
+	tokens := 0
+	for _, b := range bodies {
+		if b == wakeToken {
+			tokens++
+		} else {
+			kept = append(kept, b)
+		}
+	}
+	if tokens > 1 {
+		back := make([]string, tokens-1)
+		for i := range back {
+			back[i] = wakeToken
+		}
+		s.rc.Do(context.WithoutCancel(ctx), s.rc.B().Lpush().Key(s.inbox).Element(back...).Build())
+	}
+	return kept
+}
+
 // Wake ends the waiting pops of this server that pop with BLMPOP without
 // losing what they take; the caller cancels the others (BLMOVE, at least
 // once).
 func (s *Source) Wake(ctx context.Context) error {
-	cmds := make(rueidis.Commands, 0, 2*len(s.loops))
+	var cmds rueidis.Commands
+	var tokens []string
 	for _, loop := range s.loops {
-		if s.reliable && loop.list >= 0 {
-			continue
+		switch {
+		case loop.inbox:
+			tokens = append(tokens, wakeToken)
+		case loop.wake != "":
+			cmds = append(cmds, s.rc.B().Rpush().Key(loop.wake).Element(wakeToken).Build(),
+				s.rc.B().Expire().Key(loop.wake).Seconds(10).Build())
 		}
-		cmds = append(cmds, s.rc.B().Rpush().Key(loop.wake).Element("wake").Build(),
-			s.rc.B().Expire().Key(loop.wake).Seconds(10).Build())
+	}
+	if len(tokens) > 0 {
+		cmds = append(cmds, s.rc.B().Rpush().Key(s.inbox).Element(tokens...).Build(),
+			s.rc.B().Expire().Key(s.inbox).Seconds(10).Build())
 	}
 	return firstErr(s.rc.DoMulti(ctx, cmds...))
 }
@@ -276,7 +326,7 @@ func (s *Source) Leave(ctx context.Context) error {
 	// Requests in the inbox were meant for this server alone.
 	dels := []string{s.inbox}
 	for _, loop := range s.loops {
-		if !s.Cancellable(loop) {
+		if loop.wake != "" {
 			dels = append(dels, loop.wake)
 		}
 	}

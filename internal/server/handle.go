@@ -28,15 +28,10 @@ type worker struct {
 	start     time.Time
 }
 
-func (w *worker) begin(job lists.Msg) {
+// begin marks the worker running req, decoded from job.
+func (w *worker) begin(job lists.Msg, req *wire.Request, start time.Time) {
 	w.mu.Lock()
-	w.busy, w.job, w.reply, w.id, w.fn, w.start = true, job, "", "", "", time.Now()
-	w.mu.Unlock()
-}
-
-func (w *worker) decoded(req *wire.Request) {
-	w.mu.Lock()
-	w.reply, w.id, w.fn = req.ResponseQueue, req.ID, req.FunctionCall.Name
+	w.busy, w.job, w.reply, w.id, w.fn, w.start = true, job, req.ResponseQueue, req.ID, req.FunctionCall.Name, start
 	w.mu.Unlock()
 }
 
@@ -104,18 +99,15 @@ func (r *run) abandon(w *worker) {
 
 // serveOne handles one raw request.
 func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
-	r.s.active.Add(1)
 	defer func() {
-		r.s.active.Add(-1)
+		r.s.done.Add(1)
 		r.release(1)
 	}()
-	w.begin(job)
 	req, ok := r.decode(job)
 	if !ok {
-		w.end()
 		return
 	}
-	w.decoded(&req)
+	w.begin(job, &req, time.Now())
 	ctx := base
 	if req.Deadline != 0 {
 		// No timer unless the handler waits on ctx; see package deadline.

@@ -76,7 +76,7 @@ type Server struct {
 	closed bool // Shutdown was called
 	cur    *run // the Serve running, or nil
 
-	pops, taken, active atomic.Int64 // pops that brought requests, requests they brought, requests not yet settled
+	pops, taken, done atomic.Int64 // pops that brought requests, requests they brought, requests settled
 	started             time.Time
 
 	// Failures of Redis, each logged once an outage (package outage).
@@ -86,7 +86,8 @@ type Server struct {
 // Counts returns the pops that brought requests, the requests they brought,
 // and how many of those are not yet answered, since s was made.
 func (s *Server) Counts() (pops, taken, inFlight int64) {
-	return s.pops.Load(), s.taken.Load(), s.active.Load()
+	done := s.done.Load() // before taken, which only grows: never negative
+	return s.pops.Load(), s.taken.Load(), s.taken.Load() - done
 }
 
 // New returns a Server for cfg that answers requests with invoke.

@@ -1,0 +1,183 @@
+// The redisrpc dashboard: reads /api/state twice a second and draws every
+// service; with actions allowed, calls functions and handles dead letters.
+"use strict";
+
+const main = document.getElementById("services");
+const status = document.getElementById("status");
+const cards = new Map(); // queue -> card element, kept so forms keep their input
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+function dur(us) {
+  if (!us) return "-";
+  if (us < 1000) return us + " µs";
+  if (us < 1e6) return (us / 1000).toFixed(us < 1e4 ? 2 : 1) + " ms";
+  return (us / 1e6).toFixed(2) + " s";
+}
+
+function ago(s) {
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min";
+  return Math.floor(s / 3600) + " h";
+}
+
+function codes(errors) {
+  const parts = Object.entries(errors || {}).filter(([, n]) => n > 0).map(([c, n]) => (c || "no code") + " " + n);
+  return parts.length ? parts.join(", ") : "-";
+}
+
+function table(head, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, head.map(h => el("th", {}, h)))),
+    el("tbody", {}, rows.map(r => el("tr", {}, r.map(c => el("td", {}, c))))));
+}
+
+// chart draws values over time as a small SVG line.
+function chart(label, points, value, format) {
+  const w = 320, h = 80, pad = 4;
+  const vs = points.map(value);
+  const maxV = Math.max(1, ...vs);
+  const t0 = points.length ? points[0].t : 0, t1 = points.length ? points[points.length - 1].t : 1;
+  const x = t => pad + (w - 2 * pad) * (t1 > t0 ? (t - t0) / (t1 - t0) : 1);
+  const y = v => h - pad - (h - 2 * pad) * v / maxV;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", points.map((p, i) => `${x(p.t).toFixed(1)},${y(vs[i]).toFixed(1)}`).join(" "));
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "#2f5fd0");
+  line.setAttribute("stroke-width", "1.5");
+  svg.append(line);
+  const last = vs.length ? vs[vs.length - 1] : 0;
+  const span = (t1 - t0) / 1000;
+  const over = span < 90 ? Math.round(span) + " s" : Math.round(span / 60) + " min";
+  return el("div", {class: "chart"}, el("div", {class: "label"}, `${label}: ${format(last)} (max ${format(maxV)}, over ${over})`), svg);
+}
+
+async function post(path, body) {
+  const r = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json", "X-Redisrpc-Action": "1"}, body: JSON.stringify(body)});
+  const out = await r.json();
+  if (!r.ok) throw new Error(out.error || r.statusText);
+  return out;
+}
+
+// callForm is a service's form for calling a function by hand.
+function callForm(svc) {
+  const result = el("div", {class: "result", id: "result-" + svc.queue});
+  const select = el("select", {name: "function"});
+  const args = el("input", {name: "args", placeholder: 'arguments: JSON values, as [5] or {"name": "Ann"}'});
+  const form = el("form", {class: "call", onsubmit: async ev => {
+    ev.preventDefault();
+    let parsed;
+    try {
+      parsed = args.value.trim() === "" ? [] : JSON.parse(args.value);
+    } catch (e) {
+      result.className = "result failed";
+      result.textContent = "the arguments are not JSON: " + e.message;
+      return;
+    }
+    const body = {queue: svc.queue, function: select.value};
+    if (Array.isArray(parsed)) body.args = parsed; else if (parsed !== null && typeof parsed === "object") body.kwargs = parsed; else body.args = [parsed];
+    result.className = "result";
+    result.textContent = "calling…";
+    try {
+      const out = await post("/api/call", body);
+      result.className = "result " + (out.ok ? "ok" : "failed");
+      result.textContent = out.ok ? "→ " + JSON.stringify(out.result)
+        : (out.code ? out.code + ": " : "") + out.message + (out.details !== undefined ? "\ndetails: " + JSON.stringify(out.details) : "");
+    } catch (e) {
+      result.className = "result failed";
+      result.textContent = e.message;
+    }
+  }}, el("label", {}, "call "), select, args, el("button", {type: "submit"}, "Call"));
+  return {form, select, result};
+}
+
+function render(state) {
+  status.className = state.error ? "error" : "";
+  status.textContent = state.error ? "Redis: " + state.error + " (retrying)"
+    : `${state.services.length} services · updated ${new Date(state.updated).toLocaleTimeString()}` + (state.actions ? " · actions on" : "");
+  if (!state.services.length) {
+    if (!cards.size) main.replaceChildren(el("p", {class: "empty"}, "No service has run in the last day."));
+    return;
+  }
+  const seen = new Set();
+  for (const svc of state.services) {
+    seen.add(svc.queue);
+    let card = cards.get(svc.queue);
+    if (!card) {
+      card = {root: el("section", {class: "service", id: "service-" + svc.queue}), body: el("div")};
+      if (state.actions) card.call = callForm(svc);
+      card.root.append(card.body);
+      if (card.call) card.root.append(el("h3", {}, "Call a function"), card.call.form, card.call.result);
+      cards.set(svc.queue, card);
+      if (main.querySelector(".empty")) main.replaceChildren();
+      main.append(card.root);
+    }
+    if (card.call) {
+      const cur = card.call.select.value;
+      card.call.select.replaceChildren(...svc.functions.map(f => el("option", {value: f.name}, f.name)));
+      if (svc.functions.some(f => f.name === cur)) card.call.select.value = cur;
+    }
+    card.body.replaceChildren(...body(svc, state.actions));
+  }
+  for (const [queue, card] of cards) {
+    if (!seen.has(queue)) { card.root.remove(); cards.delete(queue); }
+  }
+}
+
+function body(svc, actions) {
+  const parts = [
+    el("h2", {}, svc.queue),
+    el("div", {class: "facts"},
+      svc.servers.length ? el("span", {}, el("b", {}, svc.servers.length), " live servers") : el("span", {class: "down"}, "no live server"),
+      el("span", {}, el("b", {}, svc.rate.toFixed(1)), " calls/s"),
+      el("span", {}, el("b", {}, svc.error_rate.toFixed(1)), " errors/s"),
+      el("span", {}, "p99 handling ", el("b", {}, dur(svc.p99_us))),
+      el("span", {}, el("b", {}, svc.depth), " waiting" + (svc.oldest_ms ? `, the oldest for ${(svc.oldest_ms / 1000).toFixed(1)} s` : "")),
+      el("span", {}, "errors since start: ", el("b", {}, codes(svc.errors)))),
+    el("div", {class: "charts"},
+      chart("calls/s", svc.history, p => p.rate, v => v.toFixed(1)),
+      chart("p99 handling time", svc.history, p => p.p99_us, dur)),
+  ];
+  if (svc.servers.length) {
+    parts.push(el("h3", {}, "Servers"), table(["server", "host", "pid", "up", "mode", "concurrency", "shards", "in flight", "version"],
+      svc.servers.map(s => [s.id, s.host, s.pid, ago(s.uptime_s), s.mode, s.concurrency, s.shards, s.in_flight, s.version])));
+  }
+  parts.push(el("h3", {}, "Functions"), table(["function", "request", "response", "calls", "errors", "p50", "p99"],
+    svc.functions.map(f => [f.name, el("code", {}, f.request), el("code", {}, f.response), f.calls, codes(f.errors), dur(f.p50_us), dur(f.p99_us)])));
+  if (svc.processing && svc.processing.length) {
+    parts.push(el("h3", {}, "Processing lists"), table(["server", "list", "requests", "server state"],
+      svc.processing.map(p => [p.Server, p.List, p.Requests, p.Live ? "live" : "gone: given back at the next beat"])));
+  }
+  if (svc.dead.length) {
+    const rows = svc.dead.map(d => [new Date(d.at).toLocaleString(), d.deliveries, d.function, d.id,
+      el("code", {}, d.request.length > 80 ? d.request.slice(0, 80) + "…" : d.request),
+      actions ? el("button", {class: "plain", onclick: () => post("/api/dead/requeue", {queue: svc.queue, list: d.list, index: d.index})}, "requeue") : ""]);
+    parts.push(el("h3", {}, `Dead letters (${svc.dead.length})`), table(["at", "deliveries", "function", "id", "request", ""], rows),
+      el("div", {class: "note"}, svc.dead[0].why));
+    if (actions) {
+      parts.push(el("div", {}, el("button", {class: "plain", onclick: () => post("/api/dead/requeue", {queue: svc.queue})}, "requeue all"), " ",
+        el("button", {class: "plain", onclick: () => { if (confirm("Delete the dead letters of " + svc.queue + "?")) post("/api/dead/purge", {queue: svc.queue}); }}, "purge")));
+    }
+  }
+  return parts;
+}
+
+async function poll() {
+  try {
+    const r = await fetch("/api/state", {cache: "no-store"});
+    render(await r.json());
+  } catch (e) {
+    status.className = "error";
+    status.textContent = "the dashboard is not answering: " + e.message;
+  }
+  setTimeout(poll, 500);
+}
+poll();

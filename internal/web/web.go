@@ -1,0 +1,369 @@
+// Package web is the dashboard of redisrpc web: one page, its assets
+// embedded, that shows every service of a Redis live, and with actions
+// allowed calls functions and requeues or purges dead letters.
+package web
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/inspect"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Refresh is how often the dashboard reads Redis, and History how many
+// readings of rates and latencies it keeps for its charts.
+const (
+	Refresh = 500 * time.Millisecond
+	History = 1200
+)
+
+// Server serves the dashboard. Make one with New, run Refresh in a goroutine
+// of its own, and serve Handler.
+type Server struct {
+	rc      rueidis.Client
+	actions bool
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	state   State
+	prev    map[string]reading // by queue: the last reading, for rates
+	history map[string][]Point // by queue
+	clients map[string]*redisrpc.Client
+}
+
+// reading is a queue's counts at one time.
+type reading struct {
+	at    time.Time
+	total inspect.FunctionStats
+}
+
+// State is what the page shows, as JSON.
+type State struct {
+	Updated  int64     `json:"updated"`
+	Error    string    `json:"error,omitempty"` // why Redis could not be read
+	Actions  bool      `json:"actions"`
+	Services []Service `json:"services"`
+}
+
+// Service is one queue and what serves it.
+type Service struct {
+	Queue      string               `json:"queue"`
+	Depth      int64                `json:"depth"`
+	OldestMS   int64                `json:"oldest_ms"`
+	Rate       float64              `json:"rate"`       // calls/s in the last refresh
+	ErrorRate  float64              `json:"error_rate"` // failed calls/s in the last refresh
+	P99US      int64                `json:"p99_us"`     // in the last refresh
+	Errors     map[string]uint64    `json:"errors"`     // since the servers started, by code
+	Servers    []Node               `json:"servers"`
+	Functions  []Function           `json:"functions"`
+	Processing []inspect.Processing `json:"processing"`
+	Dead       []Dead               `json:"dead"`
+	History    []Point              `json:"history"`
+}
+
+// Node is a live server of a queue.
+type Node struct {
+	ID          string `json:"id"`
+	Host        string `json:"host"`
+	PID         int    `json:"pid"`
+	UptimeS     int64  `json:"uptime_s"`
+	Mode        string `json:"mode"`
+	Concurrency int    `json:"concurrency"`
+	Shards      int    `json:"shards"`
+	Version     string `json:"version"`
+	InFlight    int64  `json:"in_flight"`
+}
+
+// Function is a function served, with its counts since its servers started.
+type Function struct {
+	Name     string            `json:"name"`
+	Request  string            `json:"request"`
+	Response string            `json:"response"`
+	Calls    uint64            `json:"calls"`
+	Errors   map[string]uint64 `json:"errors"`
+	P50US    int64             `json:"p50_us"`
+	P99US    int64             `json:"p99_us"`
+}
+
+// Dead is a dead letter.
+type Dead struct {
+	Index      int    `json:"index"`
+	List       string `json:"list"`
+	At         int64  `json:"at"`
+	Deliveries int    `json:"deliveries"`
+	Function   string `json:"function"`
+	ID         string `json:"id"`
+	Why        string `json:"why"`
+	Request    string `json:"request"`
+}
+
+// Point is a queue's rate and latency at one refresh.
+type Point struct {
+	T     int64   `json:"t"`
+	Rate  float64 `json:"rate"`
+	P99US int64   `json:"p99_us"`
+}
+
+// New returns a dashboard of the services on rc. With actions, the page can
+// call functions and requeue and purge dead letters.
+func New(rc rueidis.Client, actions bool, log *slog.Logger) *Server {
+	return &Server{rc: rc, actions: actions, log: log, prev: map[string]reading{}, history: map[string][]Point{},
+		clients: map[string]*redisrpc.Client{}, state: State{Actions: actions}}
+}
+
+// Run reads Redis every Refresh until ctx ends, then closes the clients the
+// page's calls made.
+func (s *Server) Run(ctx context.Context) {
+	t := time.NewTicker(Refresh)
+	defer t.Stop()
+	for {
+		s.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			for _, c := range s.clients {
+				c.Close()
+			}
+			s.mu.Unlock()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refresh reads every service, and keeps what the page shows.
+func (s *Server) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*Refresh)
+	defer cancel()
+	now := time.Now()
+	state := State{Updated: now.UnixMilli(), Actions: s.actions}
+	services, err := inspect.Services(ctx, s.rc)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.mu.Lock()
+			s.state.Error = err.Error()
+			s.state.Updated = state.Updated
+			s.mu.Unlock()
+		}
+		return
+	}
+	var svcs []Service
+	readings := map[string]reading{}
+	for _, svc := range services {
+		q, err := inspect.Inspect(ctx, s.rc, svc.Queue)
+		if err != nil {
+			state.Error = err.Error()
+			break
+		}
+		dead, err := inspect.DeadLetters(ctx, s.rc, svc.Queue)
+		if err != nil {
+			state.Error = err.Error()
+			break
+		}
+		readings[svc.Queue] = reading{at: now, total: q.Total()}
+		svcs = append(svcs, s.service(q, dead, readings[svc.Queue]))
+	}
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Queue < svcs[j].Queue })
+	state.Services = svcs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range state.Services {
+		svc := &state.Services[i]
+		if prev, ok := s.prev[svc.Queue]; ok {
+			window := readings[svc.Queue].total.Since(prev.total)
+			dt := now.Sub(prev.at).Seconds()
+			var errs uint64
+			for _, n := range window.Errors {
+				errs += n
+			}
+			svc.Rate, svc.ErrorRate, svc.P99US = float64(window.Calls)/dt, float64(errs)/dt, window.P99.Microseconds()
+		}
+		h := append(s.history[svc.Queue], Point{T: state.Updated, Rate: svc.Rate, P99US: svc.P99US})
+		if len(h) > History {
+			h = h[len(h)-History:]
+		}
+		s.history[svc.Queue] = h
+		svc.History = h
+	}
+	s.prev = readings
+	s.state = state
+}
+
+func (s *Server) service(q *inspect.Queue, dead []inspect.DeadLetter, r reading) Service {
+	svc := Service{Queue: q.Name, Depth: q.Depth, OldestMS: q.Oldest.Milliseconds(), Errors: r.total.Errors,
+		Processing: q.Processing, Servers: []Node{}, Functions: []Function{}, Dead: []Dead{}}
+	for _, srv := range q.Servers {
+		up := int64(0)
+		if !srv.Started.IsZero() {
+			up = int64(time.Since(srv.Started).Seconds())
+		}
+		svc.Servers = append(svc.Servers, Node{ID: srv.ID, Host: srv.Host, PID: srv.PID, UptimeS: up, Mode: srv.Mode,
+			Concurrency: srv.Concurrency, Shards: srv.Shards, Version: srv.Version, InFlight: srv.InFlight})
+	}
+	for _, f := range q.Functions {
+		st := q.Stats[f.Name]
+		svc.Functions = append(svc.Functions, Function{Name: f.Name, Request: f.Request, Response: f.Response,
+			Calls: st.Calls, Errors: st.Errors, P50US: st.P50.Microseconds(), P99US: st.P99.Microseconds()})
+	}
+	for _, d := range dead {
+		svc.Dead = append(svc.Dead, Dead{Index: d.Index, List: d.List, At: d.At.UnixMilli(), Deliveries: d.Deliveries,
+			Function: d.Function, ID: d.ID, Why: d.Why, Request: d.Request})
+	}
+	return svc
+}
+
+// Handler serves the page, its assets, and the API: GET /api/state, and
+// with actions POST /api/call, /api/dead/requeue and /api/dead/purge.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(assets, "assets")
+	mux.Handle("GET /", http.FileServerFS(static))
+	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		state := s.state
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, state)
+	})
+	mux.HandleFunc("POST /api/call", s.action(s.call))
+	mux.HandleFunc("POST /api/dead/requeue", s.action(s.requeue))
+	mux.HandleFunc("POST /api/dead/purge", s.action(s.purge))
+	return mux
+}
+
+// action guards a POST: actions must be allowed, and the request must say it
+// comes from the page (a header a cross-site form cannot set), in JSON.
+func (s *Server) action(f func(ctx context.Context, body json.RawMessage) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !s.actions:
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "actions are off: start redisrpc web with -allow-actions"})
+			return
+		case r.Header.Get("X-Redisrpc-Action") != "1" || r.Header.Get("Content-Type") != "application/json":
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "an action needs Content-Type application/json and X-Redisrpc-Action: 1"})
+			return
+		}
+		var body json.RawMessage
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&body); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the body is not JSON: " + err.Error()})
+			return
+		}
+		out, err := f(r.Context(), body)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// callResult is the outcome of a call from the page.
+type callResult struct {
+	OK      bool            `json:"ok"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Code    string          `json:"code,omitempty"`
+	Message string          `json:"message,omitempty"`
+	Details any             `json:"details,omitempty"`
+}
+
+func (s *Server) call(ctx context.Context, body json.RawMessage) (any, error) {
+	var req struct {
+		Queue    string            `json:"queue"`
+		Function string            `json:"function"`
+		Args     []json.RawMessage `json:"args"`
+		Kwargs   json.RawMessage   `json:"kwargs"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Queue == "" || req.Function == "" {
+		return nil, errors.New(`want {"queue": ..., "function": ..., "args": [...]} or "kwargs": {...}`)
+	}
+	c := s.client(req.Queue)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var result json.RawMessage
+	var err error
+	if len(req.Kwargs) > 0 && string(req.Kwargs) != "null" && string(req.Kwargs) != "{}" {
+		if len(req.Args) > 0 {
+			return nil, errors.New("give args or kwargs, not both")
+		}
+		result, err = redisrpc.Call(ctx, c, redisrpc.NewEndpoint[json.RawMessage, json.RawMessage](req.Function, redisrpc.WithNamedArgs()), req.Kwargs)
+	} else {
+		result, err = redisrpc.Call(ctx, c, redisrpc.NewEndpoint[[]json.RawMessage, json.RawMessage](req.Function, redisrpc.WithPositionalArgs()), req.Args)
+	}
+	if err != nil {
+		out := callResult{Code: string(redisrpc.CodeOf(err)), Message: err.Error()}
+		var rerr *redisrpc.Error
+		if errors.As(err, &rerr) {
+			out.Message, out.Details = rerr.Message, rerr.Details
+		}
+		return out, nil
+	}
+	return callResult{OK: true, Result: result}, nil
+}
+
+// client returns the page's client of queue, made at its first call.
+func (s *Server) client(queue string) *redisrpc.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clients[queue]
+	if c == nil {
+		c = redisrpc.NewClient(s.rc, queue, redisrpc.WithFailFast(), redisrpc.WithLogger(s.log))
+		s.clients[queue] = c
+	}
+	return c
+}
+
+func (s *Server) requeue(ctx context.Context, body json.RawMessage) (any, error) {
+	var req struct {
+		Queue string `json:"queue"`
+		Index *int   `json:"index"` // nil: all
+		List  string `json:"list"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Queue == "" {
+		return nil, errors.New(`want {"queue": ..., "list": ..., "index": n}, without index for all`)
+	}
+	dead, err := inspect.DeadLetters(ctx, s.rc, req.Queue)
+	if err != nil {
+		return nil, err
+	}
+	done := 0
+	for _, d := range dead {
+		if req.Index != nil && (d.Index != *req.Index || d.List != req.List) {
+			continue
+		}
+		if err := inspect.Requeue(ctx, s.rc, d); err == nil {
+			done++
+		}
+	}
+	return map[string]int{"requeued": done}, nil
+}
+
+func (s *Server) purge(ctx context.Context, body json.RawMessage) (any, error) {
+	var req struct {
+		Queue string `json:"queue"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Queue == "" {
+		return nil, errors.New(`want {"queue": ...}`)
+	}
+	n, err := inspect.Purge(ctx, s.rc, req.Queue)
+	return map[string]int64{"purged": n}, err
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
