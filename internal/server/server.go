@@ -77,7 +77,7 @@ type Server struct {
 	cur    *run // the Serve running, or nil
 
 	pops, taken, done atomic.Int64 // pops that brought requests, requests they brought, requests settled
-	started             time.Time
+	started           time.Time
 
 	// Failures of Redis, each logged once an outage (package outage).
 	taking, beating, pushing, acking *outage.Log
