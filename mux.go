@@ -301,6 +301,12 @@ func (m *Mux) Stats() Stats {
 	return st
 }
 
+// Ready returns a channel closed once m's Serve has registered the server,
+// the first time: it holds its lease on the queue and has published its
+// entry, so clients made WithFailFast and tools (redisrpc ls) see it. It is
+// meant for tests and readiness probes.
+func (m *Mux) Ready() <-chan struct{} { return m.server.Ready() }
+
 // ServeAndDrain serves until ctx ends, then drains, as a service does on
 // SIGTERM: it stops taking requests and gives running handlers up to grace
 // to finish, as Shutdown does. It returns nil after a clean drain, the

@@ -97,11 +97,17 @@ func Queue(tb testing.TB) string {
 
 // Serve serves m until tb ends, then shuts it down, giving running handlers
 // ten seconds, and fails tb if Shutdown fails or Serve returned anything but
-// ErrServerClosed.
+// ErrServerClosed. It returns once m is registered (Mux.Ready), so that
+// clients made WithFailFast see it.
 func Serve(tb testing.TB, m *redisrpc.Mux) {
 	tb.Helper()
 	served := make(chan error, 1)
 	go func() { served <- m.Serve(context.Background()) }()
+	select {
+	case <-m.Ready():
+	case err := <-served:
+		tb.Fatalf("redisrpctest: Serve: %v", err)
+	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

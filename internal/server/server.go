@@ -76,7 +76,9 @@ type Server struct {
 	closed bool // Shutdown was called
 	cur    *run // the Serve running, or nil
 
-	pops, taken, done atomic.Int64 // pops that brought requests, requests they brought, requests settled
+	pops, taken, done atomic.Int64  // pops that brought requests, requests they brought, requests settled
+	ready             chan struct{} // closed once Serve has beaten the first time
+	readyOnce         sync.Once
 	started           time.Time
 
 	// Failures of Redis, each logged once an outage (package outage).
@@ -92,7 +94,7 @@ func (s *Server) Counts() (pops, taken, inFlight int64) {
 
 // New returns a Server for cfg that answers requests with invoke.
 func New(rc rueidis.Client, cfg Config, invoke Invoke) *Server {
-	s := &Server{rc: rc, cfg: cfg, invoke: invoke, log: cfg.Logger}
+	s := &Server{rc: rc, cfg: cfg, invoke: invoke, log: cfg.Logger, ready: make(chan struct{})}
 	s.source = lists.NewSource(rc, cfg.Queue, cfg.Shards, cfg.ID, cfg.Lease, cfg.Reliable,
 		lists.Redelivery{Max: cfg.MaxDeliveries, Cap: DeadLetters})
 	s.taking = outage.New(cfg.Logger, "redisrpc: taking requests", "queue", cfg.Queue)
@@ -267,6 +269,10 @@ func (r *run) stopped() bool {
 	}
 }
 
+// Ready returns a channel closed once Serve has registered the server, the
+// first time: its lease is held and its entry published.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
 // Shutdown stops the server taking requests and waits for Serve to finish the
 // running handlers, send their responses and leave; see Mux.Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -292,6 +298,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // ends its leases.
 func (s *Server) startBeating() (stop func()) {
 	s.beat()
+	s.readyOnce.Do(func() { close(s.ready) })
 	done, beating := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(beating)
