@@ -180,6 +180,29 @@ func TestFailFast(t *testing.T) {
 	}
 }
 
+// TestReady: Mux.Ready is closed only once Serve has registered the server,
+// and from then on the registry shows it.
+func TestReady(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := redisrpctest.Queue(t)
+	mux := redisrpc.NewMux(rc, q)
+	redisrpc.Handle(mux, add, func(_ context.Context, x float64) (float64, error) { return x + 1, nil })
+	select {
+	case <-mux.Ready():
+		t.Fatal("Ready is closed before Serve")
+	case <-time.After(50 * time.Millisecond):
+	}
+	redisrpctest.Serve(t, mux) // waits for Ready
+	got, err := inspect.Inspect(timeout(t, 5*time.Second), rc, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Servers) != 1 {
+		t.Errorf("servers once Ready: got %d, want 1", len(got.Servers))
+	}
+}
+
 // TestShardsAdopted: a client adopts the shard count its servers
 // registered, whatever it was made with, and loses no call to a mismatch.
 func TestShardsAdopted(t *testing.T) {
