@@ -2,20 +2,24 @@
 // broker, the server and the client each run in a process of their own, the
 // systems alternate within each round, and the table shows medians over rounds.
 //
-//	cd bench && go run . [-rounds 5] [-duration 5s] [-callers 1,16,256]
+//	cd bench && go run . [-rounds 5] [-duration 5s] [-callers 1,16,256] [-sizes 64,1024,65536]
 //
-// -baseline names a harness binary built from another commit; its redisrpc
-// then runs as system "baseline" in the same rounds, alternating with the
-// others, which is how changes are compared on a noisy machine.
+// -baseline names harness binaries built from other commits, separated by
+// commas; each then runs every system of -systems but nats too, as
+// "<binary>:<system>", in the same rounds, alternating with the others,
+// which is how changes are compared on a noisy machine.
 //
 // It needs redis-server on PATH; NATS runs embedded in a child process. With
 // -cluster N, Redis is a cluster of N masters (redis-cli on PATH too). The
-// systems: "redisrpc" (shared response list, batched pops), "redisrpc-sharded"
+// systems: "redisrpc" (shared response list, batched pops), "at-least-once"
+// (the same with WithAtLeastOnce), "redisrpc-sharded"
 // (the same with WithShards(-shards)), "blocking-pop"
 // (redisrpc's WithClassicServer mode: one response list and one BLPOP per call,
 // the classic design) and "nats" (nats.go Request against a queue subscriber).
 // Every server decodes and re-encodes the request, a JSON struct of about
-// -size bytes, as a typed handler would.
+// each of -sizes bytes, as a typed handler would. The table gives, for each
+// payload size and caller count, the medians over rounds, the ratio to NATS
+// paired round by round, and the CPU time per call of each process.
 package main
 
 import (
@@ -113,12 +117,12 @@ func drive(args []string) error {
 	rounds := fs.Int("rounds", 5, "rounds; each runs every system once per caller count")
 	duration := fs.Duration("duration", 5*time.Second, "measured time per run, after 1s of warm-up")
 	callersFlag := fs.String("callers", "1,16,256", "concurrent callers")
-	size := fs.Int("size", 64, "approximate JSON size of a request")
-	systemsFlag := fs.String("systems", "nats,redisrpc,blocking-pop", "systems to compare")
+	sizesFlag := fs.String("sizes", "64", "approximate JSON sizes of a request, in bytes")
+	systemsFlag := fs.String("systems", "nats,redisrpc,at-least-once,blocking-pop", "systems to compare")
 	profile := fs.String("profile", "", "write CPU profiles of the server and client processes to this directory")
 	cluster := fs.Int("cluster", 0, "run Redis as a cluster of this many masters (redis-server and redis-cli on PATH)")
 	shards := fs.Int("shards", 3, "shards of the redisrpc-sharded system")
-	baseline := fs.String("baseline", "", `a harness binary built from another commit: adds system "baseline", its redisrpc, to the same rounds`)
+	baseline := fs.String("baseline", "", "harness binaries built from other commits, comma-separated: each runs the systems too, as <binary>:<system>, in the same rounds")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -126,23 +130,33 @@ func drive(args []string) error {
 	if *profile != "" {
 		os.Setenv("BENCH_PROFILE", *profile) // the children read it
 	}
-	var callers []int
-	for _, s := range strings.Split(*callersFlag, ",") {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return fmt.Errorf("-callers: %w", err)
-		}
-		callers = append(callers, n)
+	callers, err := ints("-callers", *callersFlag)
+	if err != nil {
+		return err
+	}
+	sizes, err := ints("-sizes", *sizesFlag)
+	if err != nil {
+		return err
 	}
 	systems := strings.Split(*systemsFlag, ",")
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	bins := map[string]string{}
-	if *baseline != "" {
-		systems = append(systems, "baseline")
-		bins["baseline"] = *baseline
+	type run struct{ bin, as string } // the harness binary and the system it runs
+	as := map[string]run{}
+	for _, sys := range systems {
+		as[sys] = run{self, sys}
+	}
+	for _, b := range strings.FieldsFunc(*baseline, func(r rune) bool { return r == ',' }) {
+		for _, sys := range slices.Clone(systems) {
+			if sys == "nats" || as[sys].bin != self {
+				continue
+			}
+			name := filepath.Base(b) + ":" + sys
+			systems = append(systems, name)
+			as[name] = run{b, sys}
+		}
 	}
 
 	natsAddr, natsPid, stopNATS, err := start(self, "broker", "nats")
@@ -167,29 +181,32 @@ func drive(args []string) error {
 		}
 		defer stopRedis()
 	}
-	addr := map[string]string{"nats": natsAddr, "redisrpc": redisAddr, "redisrpc-sharded": redisAddr, "blocking-pop": redisAddr, "baseline": redisAddr}
-	brokerPid := map[string]int{"nats": natsPid, "redisrpc": redisPid, "redisrpc-sharded": redisPid, "blocking-pop": redisPid, "baseline": redisPid}
+	addr := map[string]string{"nats": natsAddr}
+	brokerPid := map[string]int{"nats": natsPid}
+	for _, sys := range systems {
+		if sys != "nats" {
+			addr[sys], brokerPid[sys] = redisAddr, redisPid
+		}
+	}
 
-	runs := map[string][]result{} // system/callers -> results
+	runs := map[string][]result{} // system/size/callers -> results, by round
+	key := func(sys string, size, n int) string { return fmt.Sprintf("%s/%d/%d", sys, size, n) }
 	for round := range *rounds {
-		for _, n := range callers {
-			order := slices.Clone(systems)
-			if round%2 == 1 {
-				slices.Reverse(order)
-			}
-			for _, sys := range order {
-				bin, as := self, sys
-				if b, ok := bins[sys]; ok {
-					bin, as = b, "redisrpc"
+		for _, size := range sizes {
+			for _, n := range callers {
+				order := slices.Clone(systems)
+				if round%2 == 1 {
+					slices.Reverse(order)
 				}
-				r, err := runOnce(bin, as, addr[sys], brokerPid[sys], n, *size, *duration)
-				if err != nil {
-					return fmt.Errorf("%s with %d callers: %w", sys, n, err)
+				for _, sys := range order {
+					r, err := runOnce(as[sys].bin, as[sys].as, addr[sys], brokerPid[sys], n, size, *duration)
+					if err != nil {
+						return fmt.Errorf("%s with %d callers: %w", sys, n, err)
+					}
+					runs[key(sys, size, n)] = append(runs[key(sys, size, n)], r)
+					fmt.Fprintf(os.Stderr, "round %d  %-12s size=%-6d callers=%-4d %9.0f calls/s  p50 %6.0f us  p99 %7.0f us  errors %d\n",
+						round+1, sys, size, n, r.rate(), r.P50us, r.P99us, r.Errors)
 				}
-				key := fmt.Sprintf("%s/%d", sys, n)
-				runs[key] = append(runs[key], r)
-				fmt.Fprintf(os.Stderr, "round %d  %-12s callers=%-4d %9.0f calls/s  p50 %6.0f us  p99 %7.0f us  errors %d\n",
-					round+1, sys, n, r.rate(), r.P50us, r.P99us, r.Errors)
 			}
 		}
 	}
@@ -197,28 +214,72 @@ func drive(args []string) error {
 	if *cluster > 0 {
 		where = fmt.Sprintf("a cluster of %d masters, redisrpc-sharded with %d shards", *cluster, *shards)
 	}
-	fmt.Printf("\n%d rounds of %v per run, payload ~%d B, GOMAXPROCS %d, %s, %s\n\n", *rounds, *duration, *size, runtime.GOMAXPROCS(0), where, time.Now().Format("2006-01-02"))
-	fmt.Println("| callers | system | calls/s | vs nats | p50 us | p99 us | CPU us/call: client + server + broker |")
-	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, n := range callers {
-		base := median(runs[fmt.Sprintf("nats/%d", n)], result.rate)
-		for _, sys := range systems {
-			rs := runs[fmt.Sprintf("%s/%d", sys, n)]
-			rate := median(rs, result.rate)
-			ratio := "-"
-			if base > 0 {
-				ratio = fmt.Sprintf("%.2fx", rate/base)
+	fmt.Printf("\n%d rounds of %v per run, GOMAXPROCS %d, %s, %s\n\n", *rounds, *duration, runtime.GOMAXPROCS(0), where, time.Now().Format("2006-01-02"))
+	fmt.Println("vs nats: the ratio of the median calls/s; paired: the median and the range over rounds of the ratio to nats in the same round.")
+	fmt.Println()
+	fmt.Println("| payload | callers | system | calls/s | vs nats | paired (range) | p50 us | p99 us | CPU us/call: client + server + broker |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, size := range sizes {
+		for _, n := range callers {
+			nats := runs[key("nats", size, n)]
+			base := median(nats, result.rate)
+			for _, sys := range systems {
+				rs := runs[key(sys, size, n)]
+				rate := median(rs, result.rate)
+				ratio, paired := "-", "-"
+				if base > 0 {
+					ratio = fmt.Sprintf("%.2fx", rate/base)
+					paired = pairedRatio(rs, nats)
+				}
+				cpu := "-"
+				if total := median(rs, result.cpuUs); total > 0 {
+					cpu = fmt.Sprintf("%.1f + %.1f + %.1f = %.1f", median(rs, func(r result) float64 { return r.ClientUs }),
+						median(rs, func(r result) float64 { return r.ServerUs }), median(rs, func(r result) float64 { return r.BrokerUs }), total)
+				}
+				fmt.Printf("| %s | %d | %s | %.0f | %s | %s | %.0f | %.0f | %s |\n", sizeName(size), n, sys, rate, ratio, paired,
+					median(rs, func(r result) float64 { return r.P50us }), median(rs, func(r result) float64 { return r.P99us }), cpu)
 			}
-			cpu := "-"
-			if total := median(rs, result.cpuUs); total > 0 {
-				cpu = fmt.Sprintf("%.1f + %.1f + %.1f = %.1f", median(rs, func(r result) float64 { return r.ClientUs }),
-					median(rs, func(r result) float64 { return r.ServerUs }), median(rs, func(r result) float64 { return r.BrokerUs }), total)
-			}
-			fmt.Printf("| %d | %s | %.0f | %s | %.0f | %.0f | %s |\n", n, sys, rate, ratio,
-				median(rs, func(r result) float64 { return r.P50us }), median(rs, func(r result) float64 { return r.P99us }), cpu)
 		}
 	}
 	return nil
+}
+
+// pairedRatio returns the median and range of the ratios of rs's calls/s to
+// base's in the same rounds.
+func pairedRatio(rs, base []result) string {
+	var v []float64
+	for i := range min(len(rs), len(base)) {
+		if b := base[i].rate(); b > 0 {
+			v = append(v, rs[i].rate()/b)
+		}
+	}
+	if len(v) == 0 {
+		return "-"
+	}
+	slices.Sort(v)
+	return fmt.Sprintf("%.2fx (%.2f-%.2f)", v[len(v)/2], v[0], v[len(v)-1])
+}
+
+// sizeName writes a payload size as 64 B, 1 KiB or 64 KiB.
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// ints parses a comma-separated list of numbers given to flag.
+func ints(flag, list string) ([]int, error) {
+	var ns []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive number", flag, s)
+		}
+		ns = append(ns, n)
+	}
+	return ns, nil
 }
 
 func median(rs []result, f func(result) float64) float64 {
@@ -427,13 +488,17 @@ func serve(sys, addr string) error {
 		fmt.Println("ready")
 		waitSignal()
 		return nil
-	case "redisrpc", "redisrpc-sharded", "blocking-pop":
+	case "redisrpc", "redisrpc-sharded", "at-least-once", "blocking-pop":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
-		mux := redisrpc.NewMux(rc, queue, redisrpc.WithConcurrency(256), shardsOf(sys))
+		opts := []redisrpc.MuxOption{redisrpc.WithConcurrency(256), shardsOf(sys)}
+		if sys == "at-least-once" {
+			opts = append(opts, redisrpc.WithAtLeastOnce())
+		}
+		mux := redisrpc.NewMux(rc, queue, opts...)
 		redisrpc.Handle(mux, echo, handle)
 		served := make(chan error, 1)
 		go func() { served <- mux.Serve(context.Background()) }()
@@ -482,7 +547,7 @@ func client(args []string) error {
 			var p payload
 			return json.Unmarshal(m.Data, &p)
 		}
-	case "redisrpc", "redisrpc-sharded", "blocking-pop":
+	case "redisrpc", "redisrpc-sharded", "at-least-once", "blocking-pop":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
