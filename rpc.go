@@ -95,7 +95,7 @@
 // guarantee, which lives in the server. What survives a crash of Redis is
 // what its persistence keeps: with appendfsync always, every request Redis
 // took, and a Go client's answer and the removal of its request are one
-// script, so none runs again once its caller has the answer.
+// transaction, so none runs again once its caller has the answer.
 //
 // Stopping: requests a stopping server has taken but not started go back to
 // the head of the queue in both modes, never run and never failed. Handlers

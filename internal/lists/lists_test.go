@@ -116,3 +116,54 @@ func TestWake(t *testing.T) {
 		t.Errorf("the pops ended %v after Wake, want at once", took)
 	}
 }
+
+// TestRespondAtomic: responses that share their processing list's slot are
+// pushed, their list given its expiry, and their requests removed in one
+// transaction per response list; a response list that cannot take them (not
+// a list) fails its group alone, whose requests, which ran, leave all the
+// same: no answer can reach their caller.
+func TestRespondAtomic(t *testing.T) {
+	ctx := context.Background()
+	processing := "{ra}:processing:s1"
+	replies := []string{"{ra}:reply:a", "{ra}:reply:b", "{ra}:reply:c"}
+	// Not a list: RPUSH to it fails when the transaction runs.
+	if err := rc.Do(ctx, rc.B().Set().Key(replies[2]).Value("x").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	var batch []Item
+	for i := range 6 {
+		req := fmt.Sprintf("req%d", i)
+		if err := rc.Do(ctx, rc.B().Rpush().Key(processing).Element(req).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, Item{Key: replies[i%3], Value: fmt.Sprintf("resp%d", i), AckList: processing, Ack: req})
+	}
+	var settled, failed []string
+	var failure error
+	p := NewPusher(rc, PusherConfig{TTL: 30,
+		OnError: func(items []Item, err error) {
+			for _, it := range items {
+				failed = append(failed, it.Value)
+			}
+			failure = err
+		},
+		OnSettled: func(it Item) { settled = append(settled, it.Ack) }})
+	p.write(batch)
+	for i, key := range replies[:2] {
+		got, err := rc.Do(ctx, rc.B().Lrange().Key(key).Start(0).Stop(-1).Build()).AsStrSlice()
+		want := []string{fmt.Sprintf("resp%d", i), fmt.Sprintf("resp%d", i+3)}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s holds %q, %v; want %q", key, got, err, want)
+		}
+		if ttl, _ := rc.Do(ctx, rc.B().Ttl().Key(key).Build()).AsInt64(); ttl <= 0 || ttl > 30 {
+			t.Errorf("%s expires in %ds, want 30", key, ttl)
+		}
+	}
+	if want := []string{"resp2", "resp5"}; !slices.Equal(failed, want) || failure == nil {
+		t.Errorf("failed: %q (%v); want %q with an error", failed, failure, want)
+	}
+	left, _ := rc.Do(ctx, rc.B().Lrange().Key(processing).Start(0).Stop(-1).Build()).AsStrSlice()
+	if len(left) != 0 || len(settled) != 6 {
+		t.Errorf("left in the processing list %q, %d settled; want none and 6", left, len(settled))
+	}
+}
