@@ -2,25 +2,11 @@ package lists
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
 )
-
-// moveScript moves up to ARGV[1] requests from the head of the queue to the
-// tail of a processing list, atomically, and returns them.
-//
-//	KEYS[1] request queue, KEYS[2] processing list; ARGV[1] how many at most
-var moveScript = rueidis.NewLuaScript(`
-local out = {}
-for i = 1, tonumber(ARGV[1]) do
-  local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-  if not v then break end
-  out[i] = v
-end
-return out`)
 
 // MaxPopWait bounds how long a pop, and the reply that carries what it took,
 // may take; callers give pops a context that ends after it. A request found in
@@ -95,11 +81,20 @@ func (h *held) stranded(content []string, now time.Time, after time.Duration) []
 	return out
 }
 
-// reliablePop moves up to max requests from list to processing, waiting up
-// to timeout for the first. What it moved is safe in the processing list even
-// if ctx ends or the reply is lost; the server finds it again (held.stranded).
-func reliablePop(ctx context.Context, rc rueidis.Client, list, processing string, timeout time.Duration, max int) ([]string, error) {
-	cmd := rc.B().Blmove().Source(list).Destination(processing).Left().Right().Timeout(timeout.Seconds()).Build().UnblockOnCancel()
+// pop moves up to max requests from l to its processing list, waiting up to
+// timeout for the first. What it moved is safe in the processing list even if
+// ctx ends or the reply is lost; the server finds it again (held.stranded).
+// Under load, pipelined LMOVEs take what the list holds in one round trip;
+// only when they find it empty does a blocking move wait, and what it brings
+// is served at once: the next pop takes what came meanwhile.
+func (l *list) pop(ctx context.Context, rc rueidis.Client, timeout time.Duration, max int) ([]string, error) {
+	if max > 1 {
+		msgs, err := l.move(ctx, rc, max)
+		if err != nil || len(msgs) > 0 {
+			return msgs, err
+		}
+	}
+	cmd := rc.B().Blmove().Source(l.name).Destination(l.processing).Left().Right().Timeout(timeout.Seconds()).Build().UnblockOnCancel()
 	first, err := rc.Do(ctx, cmd).ToString()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
@@ -107,12 +102,29 @@ func reliablePop(ctx context.Context, rc rueidis.Client, list, processing string
 	if err != nil {
 		return nil, err
 	}
-	msgs := []string{first}
-	if max > 1 {
-		more, err := moveScript.Exec(ctx, rc, []string{list, processing}, []string{strconv.Itoa(max - 1)}).AsStrSlice()
-		if err == nil {
-			msgs = append(msgs, more...)
+	return []string{first}, nil
+}
+
+// move moves up to max requests from l to its processing list with LMOVEs
+// in one round trip, each atomic: as many as the last move brought, twice
+// over, so that few come back empty.
+func (l *list) move(ctx context.Context, rc rueidis.Client, max int) ([]string, error) {
+	n := min(max, int(2*l.moved.Load())+2)
+	cmds := make(rueidis.Commands, n)
+	for i := range cmds {
+		cmds[i] = rc.B().Lmove().Source(l.name).Destination(l.processing).Left().Right().Build()
+	}
+	var msgs []string
+	var first error
+	for _, r := range rc.DoMulti(ctx, cmds...) {
+		v, err := r.ToString()
+		switch {
+		case err == nil:
+			msgs = append(msgs, v)
+		case !rueidis.IsRedisNil(err) && first == nil:
+			first = err
 		}
 	}
-	return msgs, nil
+	l.moved.Store(int32(len(msgs)))
+	return msgs, first
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -41,7 +42,8 @@ type Source struct {
 // list is one request list of a Source and the keys of the server on it.
 type list struct {
 	name, processing, leases string
-	held                     held // at least once
+	held                     held         // at least once
+	moved                    atomic.Int32 // requests the last move brought, at least once
 }
 
 // Loop is what one pop loop of a server pops: a list, or the inbox, or at
@@ -122,7 +124,7 @@ func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limi
 	inbox := false
 	if s.reliable && loop.list >= 0 {
 		l := s.lists[loop.list]
-		bodies, err = reliablePop(ctx, s.rc, l.name, l.processing, timeout, limit)
+		bodies, err = l.pop(ctx, s.rc, timeout, limit)
 		l.held.add(bodies)
 	} else {
 		var keys [2]string // the wake or inbox list first: a token ends the pop first
