@@ -590,9 +590,17 @@ func TestDeadServerLeavesRegistry(t *testing.T) {
 	t.Logf("the killed server left the registry %v after the kill (1 s heartbeat)", time.Since(killed).Round(time.Millisecond))
 }
 
+// process is a server process started by startServer.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited
+	err    error         // what Wait returned; read after exited is closed
+}
+
 // startServer starts a server process of Slow on q, as serverProcess does,
-// and waits until it is ready.
-func startServer(t *testing.T, q, mode string) *exec.Cmd {
+// and waits until it is ready. One goroutine waits for the process, so the
+// test and its cleanup never call Wait concurrently.
+func startServer(t *testing.T, q, mode string) *process {
 	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_MODE="+mode, "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
@@ -605,11 +613,14 @@ func startServer(t *testing.T, q, mode string) *exec.Cmd {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
-	if line, err := readLine(out); err != nil || line != "ready" {
+	p := &process{cmd: child, exited: make(chan struct{})}
+	t.Cleanup(func() { child.Process.Kill(); <-p.exited })
+	line, err := readLine(out) // before Wait, which closes out
+	go func() { p.err = child.Wait(); close(p.exited) }()
+	if err != nil || line != "ready" {
 		t.Fatalf("server process: got %q, %v; want ready", line, err)
 	}
-	return child
+	return p
 }
 
 // TestPoisonRequest: a request whose handler kills its server is delivered
@@ -630,13 +641,11 @@ func TestPoisonRequest(t *testing.T) {
 	var err error
 	for waiting := true; waiting; {
 		server := startServer(t, q, "at-least-once")
-		exited := make(chan error, 1)
-		go func() { exited <- server.Wait() }()
 		select {
-		case werr := <-exited:
+		case <-server.exited:
 			var exit *exec.ExitError
-			if !errors.As(werr, &exit) || exit.ExitCode() != 3 {
-				t.Fatalf("a server: %v, want the poison's exit code 3", werr)
+			if !errors.As(server.err, &exit) || exit.ExitCode() != 3 {
+				t.Fatalf("a server: %v, want the poison's exit code 3", server.err)
 			}
 			killed++
 		case err = <-done:
