@@ -479,12 +479,11 @@ func (c *Client) failAll(err error) {
 func (c *Client) receive() {
 	defer c.wg.Done()
 	var claimed []chan result // the calls of msgs, by index; nil where none
+	// The deadline ends a pop on a connection that died silently, as over a
+	// network partition; Close ends it at once.
+	window := deadline.NewWindow(c.ctx, lists.MaxPopWait, time.Second)
 	for {
-		// The deadline ends a pop on a connection that died silently, as
-		// over a network partition; Close ends it at once.
-		popCtx := deadline.New(c.ctx, time.Now().Add(lists.MaxPopWait))
-		_, msgs, err := c.popper.Pop(popCtx, []string{c.replyKey}, pollInterval, maxBatch)
-		popCtx.Stop()
+		_, msgs, err := c.popper.Pop(window.Context(), []string{c.replyKey}, pollInterval, maxBatch)
 		if err != nil && c.ctx.Err() == nil {
 			c.recvLog.Fail(err)
 		} else if err == nil {

@@ -47,6 +47,7 @@ type Pusher struct {
 	busy    bool // a goroutine is sending
 	stopped bool // Stop was called: Push refuses
 	drains  sync.WaitGroup
+	window  *deadline.Window // bounds each batch by writeTimeout
 }
 
 const (
@@ -58,7 +59,7 @@ const (
 
 // NewPusher returns a Pusher. Its callbacks must not block.
 func NewPusher(rc rueidis.Client, cfg PusherConfig) *Pusher {
-	return &Pusher{rc: rc, cfg: cfg}
+	return &Pusher{rc: rc, cfg: cfg, window: deadline.NewWindow(context.Background(), writeTimeout, time.Second)}
 }
 
 // Push queues it and makes sure it is sent. It reports false, and queues
@@ -174,9 +175,7 @@ func (p *Pusher) write(batch []Item) {
 		}
 		g.items = append(g.items, it)
 	}
-	// Most batches go out with no timer: see package deadline.
-	ctx := deadline.New(context.Background(), time.Now().Add(writeTimeout))
-	defer ctx.Stop()
+	ctx := p.window.Context()
 	if len(atomic) > 0 {
 		p.writeAtomic(ctx, atomic)
 	}

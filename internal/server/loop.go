@@ -15,21 +15,20 @@ import (
 func (r *run) loop(loop lists.Loop, share int) {
 	s := r.s
 	backoff := time.Duration(0)
+	// A BLMPOP is never cancelled, since what Redis popped would be lost:
+	// PollInterval or a Wake brings it back. MaxPopWait covers a slow or
+	// vanished server.
+	parent := r.pops
+	if !s.source.Cancellable(loop) {
+		parent = context.WithoutCancel(parent)
+	}
+	window := deadline.NewWindow(parent, lists.MaxPopWait, time.Second)
 	for {
 		n, ok := r.acquire(share)
 		if !ok {
 			return
 		}
-		// A BLMPOP is never cancelled, since what Redis popped would be lost:
-		// PollInterval or a Wake brings it back. MaxPopWait covers a slow or
-		// vanished server.
-		parent := r.pops
-		if !s.source.Cancellable(loop) {
-			parent = context.WithoutCancel(parent)
-		}
-		popCtx := deadline.New(parent, time.Now().Add(lists.MaxPopWait))
-		msgs, err := s.source.Pop(popCtx, loop, PollInterval, n)
-		popCtx.Stop()
+		msgs, err := s.source.Pop(window.Context(), loop, PollInterval, n)
 		if r.stopped() {
 			r.release(n)
 			r.giveBack(msgs)
