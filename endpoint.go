@@ -12,6 +12,46 @@ import (
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
+// Codec turns requests and responses into JSON and back: the values a Call
+// sends and a handler returns, and the arguments and results it decodes. The
+// default is encoding/json; WithCodec sets another, such as a faster library
+// with encoding/json's API (github.com/goccy/go-json, github.com/bytedance/sonic):
+//
+//	type goccy struct{}
+//
+//	func (goccy) Marshal(v any) ([]byte, error)      { return gojson.Marshal(v) }
+//	func (goccy) Unmarshal(data []byte, v any) error { return gojson.Unmarshal(data, v) }
+//
+// Such libraries differ from encoding/json in corners (see their docs):
+// redisrpctest.CheckCodec holds one to encoding/json on struct tags, omitempty,
+// MarshalJSON, UnmarshalJSON and json.RawMessage. The envelope of each message
+// and the details of errors are always encoded by redisrpc itself, so peers
+// need not share a codec. What a Codec other than the default marshals is
+// checked to be JSON before it is sent.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// stdJSON is the default Codec: encoding/json.
+type stdJSON struct{}
+
+func (stdJSON) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (stdJSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// marshal encodes v with codec, checking the JSON of a codec other than the
+// default, whose output is embedded verbatim in a message.
+func marshal(codec Codec, v any) ([]byte, error) {
+	b, err := codec.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if _, std := codec.(stdJSON); !std && !wire.Valid(b) {
+		return nil, fmt.Errorf("the codec's %T produced no valid JSON: %.40q", codec, b)
+	}
+	return b, nil
+}
+
 // Endpoint names a remote function taking a Req and returning a Resp. Both are
 // carried as JSON. An Endpoint is a small value, safe to copy and to share
 // between goroutines; declare it once, as a package variable, and use it on
@@ -70,8 +110,8 @@ func NewEndpoint[Req, Resp any](name string, opts ...EndpointOption) Endpoint[Re
 // Name returns the function name e calls.
 func (e Endpoint[Req, Resp]) Name() string { return e.name }
 
-// encode lays out req as the arguments of a function call.
-func (e Endpoint[Req, Resp]) encode(req Req) (wire.FunctionCall, error) {
+// encode lays out req, encoded by codec, as the arguments of a function call.
+func (e Endpoint[Req, Resp]) encode(codec Codec, req Req) (wire.FunctionCall, error) {
 	fc := wire.FunctionCall{Name: e.name}
 	if e.name == "" {
 		return fc, fmt.Errorf("redisrpc: call of a zero Endpoint; make endpoints with NewEndpoint")
@@ -79,7 +119,7 @@ func (e Endpoint[Req, Resp]) encode(req Req) (wire.FunctionCall, error) {
 	if e.style == argsNone {
 		return fc, nil
 	}
-	b, err := json.Marshal(req)
+	b, err := marshal(codec, req)
 	if err != nil {
 		return fc, fmt.Errorf("redisrpc: %s: encoding the request: %w", e.name, err)
 	}
@@ -108,15 +148,15 @@ func (e Endpoint[Req, Resp]) encode(req Req) (wire.FunctionCall, error) {
 	return fc, nil
 }
 
-// decodeArgs maps the arguments of a call onto a Req, following the table in
-// the package documentation.
-func decodeArgs[Req any](fc *wire.FunctionCall) (Req, error) {
+// decodeArgs maps the arguments of a call onto a Req with codec, following the
+// table in the package documentation.
+func decodeArgs[Req any](codec Codec, fc *wire.FunctionCall) (Req, error) {
 	var req Req
 	data, alt, err := fc.ArgsJSON()
 	if err != nil || data == nil {
 		return req, err
 	}
-	err = json.Unmarshal(data, &req)
+	err = codec.Unmarshal(data, &req)
 	if err == nil || alt == nil {
 		return req, err
 	}
@@ -124,7 +164,7 @@ func decodeArgs[Req any](fc *wire.FunctionCall) (Req, error) {
 	// argument list of a slice-typed Req, as WithPositionalArgs sends it; and
 	// named arguments with one member, its value: add(number=5) into a number.
 	var other Req
-	if json.Unmarshal(alt, &other) == nil {
+	if codec.Unmarshal(alt, &other) == nil {
 		return other, nil
 	}
 	return req, err

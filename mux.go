@@ -157,8 +157,9 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 	if e.name == "" {
 		panic("redisrpc: Handle with a zero Endpoint; make endpoints with NewEndpoint")
 	}
+	codec := m.cfg.codec
 	decode := func(fc *wire.FunctionCall) (Req, error) {
-		req, err := decodeArgs[Req](fc)
+		req, err := decodeArgs[Req](codec, fc)
 		if err != nil {
 			return req, NewError(CodeInvalidArgument, fmt.Sprintf("%s: %v", e.name, err))
 		}
@@ -175,7 +176,7 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 			if err != nil {
 				return nil, err
 			}
-			return encodeResult(e.name, resp)
+			return encodeResult(codec, e.name, resp)
 		},
 		decode: func(fc *wire.FunctionCall) (any, error) { return decode(fc) },
 		call: func(ctx context.Context, v any) (any, error) {
@@ -200,8 +201,8 @@ func safely[Req, Resp any](m *Mux, function string, h func(context.Context, Req)
 	return h(ctx, req)
 }
 
-func encodeResult(function string, resp any) (json.RawMessage, error) {
-	b, err := json.Marshal(resp)
+func encodeResult(codec Codec, function string, resp any) (json.RawMessage, error) {
+	b, err := marshal(codec, resp)
 	if err != nil {
 		return nil, NewError(CodeInternal, fmt.Sprintf("%s: encoding the result: %v", function, err))
 	}
@@ -433,7 +434,7 @@ func (m *Mux) run(ctx context.Context, req *wire.Request, h *handler, missing er
 		}
 		var out any
 		if out, err = m.intercept(hc, &hc.info, in); err == nil {
-			result, err = encodeResult(req.FunctionCall.Name, out)
+			result, err = encodeResult(m.cfg.codec, req.FunctionCall.Name, out)
 		}
 	}
 	if err != nil {

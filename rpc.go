@@ -284,10 +284,11 @@ type shared struct {
 	shards       int
 	maxMessage   int
 	interceptors []Interceptor
+	codec        Codec
 }
 
 func defaultShared() shared {
-	return shared{logger: slog.Default(), shards: 1, maxMessage: 1 << 20}
+	return shared{logger: slog.Default(), shards: 1, maxMessage: 1 << 20, codec: stdJSON{}}
 }
 
 type option func(*shared)
@@ -328,6 +329,18 @@ func WithShards(n int) Option {
 // values below 64 mean 64.
 func WithMaxMessageSize(n int) Option {
 	return option(func(o *shared) { o.maxMessage = max(n, 64) })
+}
+
+// WithCodec sets the Codec of the requests and responses a Client sends and
+// receives, or of the arguments and results of a Mux's handlers. The default,
+// or nil, is encoding/json.
+func WithCodec(c Codec) Option {
+	return option(func(o *shared) {
+		if c == nil {
+			c = stdJSON{}
+		}
+		o.codec = c
+	})
 }
 
 // WithInterceptors adds interceptors to every call a Client makes or a Mux
@@ -534,7 +547,7 @@ func CallAll[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp
 // a call, around which interceptors run.
 func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], info *CallInfo, req Req, server string) (Resp, error) {
 	var resp Resp
-	fc, err := e.encode(req)
+	fc, err := e.encode(c.cfg.codec, req)
 	if err != nil {
 		return resp, err
 	}
@@ -555,7 +568,7 @@ func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 	if err != nil {
 		return resp, err
 	}
-	if err := json.Unmarshal(result, &resp); err != nil {
+	if err := c.cfg.codec.Unmarshal(result, &resp); err != nil {
 		return resp, fmt.Errorf("decoding the result: %w", err)
 	}
 	return resp, nil

@@ -1485,3 +1485,80 @@ func ExampleErrorDetails() {
 	}
 	// Output: only 2 apple left
 }
+
+// countingCodec is encoding/json, counted, or with its output replaced.
+type countingCodec struct {
+	marshals, unmarshals atomic.Int64
+	output               []byte // Marshal's output where set
+	unmarshalErr         error  // Unmarshal's error where set
+}
+
+func (c *countingCodec) Marshal(v any) ([]byte, error) {
+	c.marshals.Add(1)
+	if c.output != nil {
+		return c.output, nil
+	}
+	return json.Marshal(v)
+}
+
+func (c *countingCodec) Unmarshal(data []byte, v any) error {
+	c.unmarshals.Add(1)
+	if c.unmarshalErr != nil {
+		return c.unmarshalErr
+	}
+	return json.Unmarshal(data, v)
+}
+
+// TestCodec: WithCodec encodes and decodes requests and results on both
+// sides; a codec's output that is not JSON is refused before it is sent, and
+// a codec's errors reach the caller with the code they deserve.
+func TestCodec(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	ctx := timeout(t, 10*time.Second)
+	move := redisrpc.NewEndpoint[point, point]("move")
+	handler := func(_ context.Context, p point) (point, error) { return point{p.X + 1, p.Y + 1}, nil }
+	serverCodec, clientCodec := &countingCodec{}, &countingCodec{}
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithCodec(serverCodec))
+	redisrpc.Handle(mux, move, handler)
+	serve(t, mux)
+	c := newClient(t, rc, q, redisrpc.WithCodec(clientCodec))
+	if got, err := redisrpc.Call(ctx, c, move, point{1, 2}); err != nil || got != (point{2, 3}) {
+		t.Fatalf("a call: got %v, %v; want {2 3}", got, err)
+	}
+	for _, side := range []struct {
+		name  string
+		codec *countingCodec
+	}{{"client", clientCodec}, {"server", serverCodec}} {
+		if m, u := side.codec.marshals.Load(), side.codec.unmarshals.Load(); m != 1 || u != 1 {
+			t.Errorf("the %s's codec: got %d marshals and %d unmarshals, want 1 and 1", side.name, m, u)
+		}
+	}
+
+	unserved := q + ":unserved"
+	bad := newClient(t, rc, unserved, redisrpc.WithCodec(&countingCodec{output: []byte(`{"x":`)}))
+	if _, err := redisrpc.Call(ctx, bad, move, point{}); err == nil || !strings.Contains(err.Error(), "no valid JSON") {
+		t.Errorf("a client codec's broken JSON: got %v, want an error saying it is no valid JSON", err)
+	}
+	if n, _ := rc.Do(ctx, rc.B().Llen().Key(unserved).Build()).AsInt64(); n != 0 {
+		t.Errorf("the broken request was sent: %d in the queue", n)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		codec *countingCodec
+		want  redisrpc.Code
+	}{
+		{"broken JSON", &countingCodec{output: []byte(`[1 2]`)}, redisrpc.CodeInternal},
+		{"an error decoding", &countingCodec{unmarshalErr: errors.New("no thanks")}, redisrpc.CodeInvalidArgument},
+	} {
+		q := newQueue(t)
+		mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithCodec(tc.codec))
+		redisrpc.Handle(mux, move, handler)
+		serve(t, mux)
+		if _, err := redisrpc.Call(ctx, newClient(t, rc, q), move, point{}); redisrpc.CodeOf(err) != tc.want {
+			t.Errorf("a server codec's %s: got %v, want code %s", tc.name, err, tc.want)
+		}
+	}
+}

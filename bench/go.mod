@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/redisrpc/redisrpc => ../
 
 require (
+	github.com/goccy/go-json v0.12.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/redis/rueidis v1.0.79

@@ -12,7 +12,8 @@
 // It needs redis-server on PATH; NATS runs embedded in a child process. With
 // -cluster N, Redis is a cluster of N masters (redis-cli on PATH too). The
 // systems: "redisrpc" (shared response list, batched pops), "at-least-once"
-// (the same with WithAtLeastOnce), "redisrpc-sharded"
+// (the same with WithAtLeastOnce), "redisrpc-goccy" (the same with
+// WithCodec of github.com/goccy/go-json), "redisrpc-sharded"
 // (the same with WithShards(-shards)), "blocking-pop"
 // (redisrpc's WithClassicServer mode: one response list and one BLPOP per call,
 // the classic design) and "nats" (nats.go Request against a queue subscriber).
@@ -46,6 +47,7 @@ import (
 	"syscall"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/rueidis"
@@ -488,13 +490,13 @@ func serve(sys, addr string) error {
 		fmt.Println("ready")
 		waitSignal()
 		return nil
-	case "redisrpc", "redisrpc-sharded", "at-least-once", "blocking-pop":
+	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
-		opts := []redisrpc.MuxOption{redisrpc.WithConcurrency(256), shardsOf(sys)}
+		opts := []redisrpc.MuxOption{redisrpc.WithConcurrency(256), shardsOf(sys), codecOf(sys)}
 		if sys == "at-least-once" {
 			opts = append(opts, redisrpc.WithAtLeastOnce())
 		}
@@ -522,6 +524,21 @@ func shardsOf(sys string) redisrpc.Option {
 	return redisrpc.WithShards(n)
 }
 
+// goccy is the Codec of github.com/goccy/go-json.
+type goccy struct{}
+
+func (goccy) Marshal(v any) ([]byte, error)      { return gojson.Marshal(v) }
+func (goccy) Unmarshal(data []byte, v any) error { return gojson.Unmarshal(data, v) }
+
+// codecOf returns the codec option of system sys: the default but for
+// redisrpc-goccy.
+func codecOf(sys string) redisrpc.Option {
+	if sys == "redisrpc-goccy" {
+		return redisrpc.WithCodec(goccy{})
+	}
+	return redisrpc.WithCodec(nil)
+}
+
 func client(args []string) error {
 	sys, addr := args[0], args[1]
 	defer profileTo("client-" + sys)()
@@ -547,13 +564,13 @@ func client(args []string) error {
 			var p payload
 			return json.Unmarshal(m.Data, &p)
 		}
-	case "redisrpc", "redisrpc-sharded", "at-least-once", "blocking-pop":
+	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
-		opts := []redisrpc.ClientOption{shardsOf(sys)}
+		opts := []redisrpc.ClientOption{shardsOf(sys), codecOf(sys)}
 		if sys == "blocking-pop" {
 			opts = append(opts, redisrpc.WithClassicServer())
 		}

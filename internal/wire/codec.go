@@ -250,7 +250,7 @@ func appendString(b []byte, s string) []byte {
 func eachMember(data []byte, check bool, fn func(key, value []byte) error) error {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
-		if check && !valid(data) {
+		if check && !Valid(data) {
 			return errNotJSON
 		}
 		return errNotObject

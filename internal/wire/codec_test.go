@@ -254,8 +254,8 @@ func TestLongStrings(t *testing.T) {
 			for at := 0; at <= n; at++ {
 				body := strings.Repeat("a", at) + special + strings.Repeat("b", n-at)
 				doc := `{"response_queue":"q:rpc:a","function_call":{"name":"f","args":["` + body + `",1]}}`
-				if got, want := valid([]byte(doc)), json.Valid([]byte(doc)); got != want {
-					t.Fatalf("valid(%q) = %v, json.Valid says %v", doc, got, want)
+				if got, want := Valid([]byte(doc)), json.Valid([]byte(doc)); got != want {
+					t.Fatalf("Valid(%q) = %v, json.Valid says %v", doc, got, want)
 				}
 				if !json.Valid([]byte(doc)) {
 					continue
@@ -284,8 +284,8 @@ func FuzzValid(f *testing.F) {
 	f.Add([]byte(strings.Repeat("[", 10000) + strings.Repeat("]", 10000)))
 	f.Add([]byte(strings.Repeat("[", 10001) + strings.Repeat("]", 10001)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if got, want := valid(data), json.Valid(data); got != want {
-			t.Fatalf("valid(%q) = %v, json.Valid says %v", data, got, want)
+		if got, want := Valid(data), json.Valid(data); got != want {
+			t.Fatalf("Valid(%q) = %v, json.Valid says %v", data, got, want)
 		}
 		if json.Valid(data) {
 			return

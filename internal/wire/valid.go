@@ -9,8 +9,8 @@ import "encoding/binary"
 // maxDepth is encoding/json's limit on nesting.
 const maxDepth = 10000
 
-// valid reports whether data is one JSON value, as json.Valid does.
-func valid(data []byte) bool {
+// Valid reports whether data is one JSON value, as json.Valid does.
+func Valid(data []byte) bool {
 	end, ok := scanValue(data, skipSpace(data, 0), 0)
 	return ok && skipSpace(data, end) == len(data)
 }
