@@ -75,7 +75,6 @@ type (
 	codecTagged struct {
 		Name     string         `json:"name"`
 		Skipped  string         `json:"-"`
-		Dash     string         `json:"-,"`
 		Empty    string         `json:"empty,omitempty"`
 		Zero     int            `json:",omitempty"`
 		NilSlice []int          `json:"nil_slice,omitempty"`
@@ -140,7 +139,7 @@ func codecCases() []codecCase {
 	s := "pointed <&>"
 	return []codecCase{
 		{name: "a tagged struct", value: codecTagged{
-			Name: "a \"quoted\" <html> & \u2028 é name", Skipped: "no", Dash: "dash", Quoted: 1<<53 + 1, Untagged: 0.1,
+			Name: "a \"quoted\" <html> & \u2028 é name", Skipped: "no", Quoted: 1<<53 + 1, Untagged: 0.1,
 			Map: map[string]string{"b": "2", "a": "1"}, Ptr: &s, Any: []any{1.5, "x", nil, true},
 			codecEmbedded: codecEmbedded{Inner: "in", Shadow: 3},
 		}, decode: []string{
