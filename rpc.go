@@ -44,6 +44,7 @@
 // decoded into Req as an object; several positional arguments are decoded into Req
 // as an array. A Client sends Req as one positional argument, or as none when Req
 // is an empty struct; see WithNamedArgs and WithPositionalArgs for the other forms.
+// Req and Resp are encoded with encoding/json, or with the Codec given WithCodec.
 //
 // # Connections
 //
