@@ -152,28 +152,50 @@ type group struct {
 	items        []Item
 }
 
+// groupItems groups batch by list, and by processing list where an item's
+// Ack shares its list's hash slot, in order of first appearance. A batch for
+// one list, the common case, is its own group, uncopied.
+func groupItems(batch []Item) []*group {
+	keyOf := func(it *Item) [2]string {
+		if it.Ack != "" && keys.Slot(it.AckList) == keys.Slot(it.Key) {
+			return [2]string{it.Key, it.AckList}
+		}
+		return [2]string{it.Key, ""}
+	}
+	first := keyOf(&batch[0])
+	same := true
+	for i := 1; i < len(batch) && same; i++ {
+		same = keyOf(&batch[i]) == first
+	}
+	if same {
+		return []*group{{key: first[0], ackList: first[1], items: batch}}
+	}
+	var groups []*group
+	byKey := make(map[[2]string]*group)
+	for i := range batch {
+		k := keyOf(&batch[i])
+		g := byKey[k]
+		if g == nil {
+			g = &group{key: k[0], ackList: k[1]}
+			byKey[k] = g
+			groups = append(groups, g)
+		}
+		g.items = append(g.items, batch[i])
+	}
+	return groups
+}
+
 // write pushes batch, grouped by list in order of first appearance. Items
 // whose Ack shares their list's hash slot are pushed and acknowledged at
 // once; the others are acknowledged after they are pushed.
 func (p *Pusher) write(batch []Item) {
 	var plain, atomic []*group
-	byKey := make(map[[2]string]*group, 1)
-	for _, it := range batch {
-		k := [2]string{it.Key, ""}
-		if it.Ack != "" && keys.Slot(it.AckList) == keys.Slot(it.Key) {
-			k[1] = it.AckList
+	for _, g := range groupItems(batch) {
+		if g.ackList != "" {
+			atomic = append(atomic, g)
+		} else {
+			plain = append(plain, g)
 		}
-		g := byKey[k]
-		if g == nil {
-			g = &group{key: k[0], ackList: k[1]}
-			byKey[k] = g
-			if k[1] != "" {
-				atomic = append(atomic, g)
-			} else {
-				plain = append(plain, g)
-			}
-		}
-		g.items = append(g.items, it)
 	}
 	ctx := p.window.Context()
 	if len(atomic) > 0 {

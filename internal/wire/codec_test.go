@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"runtime"
 	"strings"
@@ -147,6 +148,30 @@ func TestRequestRoundTrip(t *testing.T) {
 	}
 	if want := viaEncodingJSON(t, string(b)); !sameRequest(want, out) {
 		t.Errorf("encoding/json reads %s as %+v", b, want)
+	}
+}
+
+// TestRequestSize: RequestSize is exact where nothing needs escaping, and
+// short only where something does.
+func TestRequestSize(t *testing.T) {
+	base := Request{FunctionCall: FunctionCall{Name: "add"}, ResponseQueue: "calc:rpc:K3"}
+	full := base
+	full.FunctionCall.Args, full.FunctionCall.Kwargs = json.RawMessage(`[1,{"a":2}]`), json.RawMessage(`{"b":3}`)
+	full.ID, full.Deadline, full.Sent = "1f", 1764050000000, 1764049999000
+	full.Meta = map[string]string{"traceparent": "00-ab-cd-01", "k": ""}
+	negative := base
+	negative.Deadline, negative.Sent = -15, math.MinInt64
+	escaped := base
+	escaped.FunctionCall.Name = "a\"b\n"
+	for _, tc := range []struct {
+		name  string
+		r     Request
+		exact bool
+	}{{"minimal", base, true}, {"every member", full, true}, {"negative times", negative, true}, {"escaped", escaped, false}} {
+		got, want := RequestSize(&tc.r), len(AppendRequest(nil, &tc.r))
+		if tc.exact && got != want || !tc.exact && got >= want {
+			t.Errorf("%s: RequestSize = %d, AppendRequest wrote %d", tc.name, got, want)
+		}
 	}
 }
 
