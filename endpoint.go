@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -111,22 +112,23 @@ func NewEndpoint[Req, Resp any](name string, opts ...EndpointOption) Endpoint[Re
 func (e Endpoint[Req, Resp]) Name() string { return e.name }
 
 // encode lays out req, encoded by codec, as the arguments of a function call.
+// Its errors are wrapped in a callError, which names the package and function.
 func (e Endpoint[Req, Resp]) encode(codec Codec, req Req) (wire.FunctionCall, error) {
 	fc := wire.FunctionCall{Name: e.name}
 	if e.name == "" {
-		return fc, fmt.Errorf("redisrpc: call of a zero Endpoint; make endpoints with NewEndpoint")
+		return fc, errors.New("call of a zero Endpoint; make endpoints with NewEndpoint")
 	}
 	if e.style == argsNone {
 		return fc, nil
 	}
 	b, err := marshal(codec, req)
 	if err != nil {
-		return fc, fmt.Errorf("redisrpc: %s: encoding the request: %w", e.name, err)
+		return fc, fmt.Errorf("encoding the request: %w", err)
 	}
 	switch e.style {
 	case argsNamed:
 		if b[0] != '{' {
-			return fc, fmt.Errorf("redisrpc: %s: WithNamedArgs needs a request that encodes as a JSON object, got %.40s", e.name, b)
+			return fc, fmt.Errorf("WithNamedArgs needs a request that encodes as a JSON object, got %.40s", b)
 		}
 		if !bytes.Equal(b, []byte("{}")) {
 			fc.Kwargs = b
@@ -136,7 +138,7 @@ func (e Endpoint[Req, Resp]) encode(codec Codec, req Req) (wire.FunctionCall, er
 			break // a nil slice: no arguments
 		}
 		if b[0] != '[' {
-			return fc, fmt.Errorf("redisrpc: %s: WithPositionalArgs needs a request that encodes as a JSON array, got %.40s", e.name, b)
+			return fc, fmt.Errorf("WithPositionalArgs needs a request that encodes as a JSON array, got %.40s", b)
 		}
 		if !bytes.Equal(b, []byte("[]")) {
 			fc.Args = b

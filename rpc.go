@@ -262,7 +262,11 @@ type callError struct {
 }
 
 func (e *callError) Error() string {
-	return "redisrpc: " + e.function + ": " + strings.TrimPrefix(e.err.Error(), "redisrpc: ")
+	msg := strings.TrimPrefix(e.err.Error(), "redisrpc: ")
+	if e.function == "" { // a zero Endpoint
+		return "redisrpc: " + msg
+	}
+	return "redisrpc: " + e.function + ": " + msg
 }
 
 func (e *callError) Unwrap() error { return e.err }

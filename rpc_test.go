@@ -1322,6 +1322,28 @@ func TestErrorText(t *testing.T) {
 	if want := "redisrpc: block: client closed"; err == nil || err.Error() != want || !errors.Is(err, redisrpc.ErrClientClosed) {
 		t.Errorf("a call on a closed client: got %v, want %q matching ErrClientClosed", err, want)
 	}
+	// Requests that cannot be encoded fail before anything is sent.
+	for _, tc := range []struct {
+		call func() error
+		want string
+	}{
+		{func() error {
+			_, err := redisrpc.Call(context.Background(), c, redisrpc.NewEndpoint[chan int, int]("bad"), make(chan int))
+			return err
+		}, "redisrpc: bad: encoding the request: json: unsupported type: chan int"},
+		{func() error {
+			_, err := redisrpc.Call(context.Background(), c, redisrpc.NewEndpoint[int, int]("named", redisrpc.WithNamedArgs()), 1)
+			return err
+		}, "redisrpc: named: WithNamedArgs needs a request that encodes as a JSON object, got 1"},
+		{func() error {
+			_, err := redisrpc.Call(context.Background(), c, redisrpc.Endpoint[int, int]{}, 1)
+			return err
+		}, "redisrpc: call of a zero Endpoint; make endpoints with NewEndpoint"},
+	} {
+		if err := tc.call(); err == nil || err.Error() != tc.want {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
 }
 
 // TestStats: a Mux counts calls and failures by function, pops and the
