@@ -1,6 +1,7 @@
 package redisrpc_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1583,4 +1584,48 @@ func TestCodec(t *testing.T) {
 			t.Errorf("a server codec's %s: got %v, want code %s", tc.name, err, tc.want)
 		}
 	}
+}
+
+// strictJSON is encoding/json, except that a request with a member its type
+// lacks is refused rather than read in part.
+type strictJSON struct{}
+
+func (strictJSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func (strictJSON) Unmarshal(data []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+func ExampleWithCodec() {
+	type Rename struct{ From, To string }
+	type RenameForce struct { // what a newer client sends
+		From, To string
+		Force    bool
+	}
+	rename := redisrpc.NewEndpoint[Rename, string]("rename")
+	mux := redisrpc.NewMux(rc, "example:files", redisrpc.WithCodec(strictJSON{}))
+	redisrpc.Handle(mux, rename, func(_ context.Context, r Rename) (string, error) {
+		return r.From + " -> " + r.To, nil
+	})
+	go mux.Serve(context.Background())
+	defer mux.Shutdown(context.Background())
+
+	c := redisrpc.NewClient(rc, "example:files")
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println(redisrpc.Call(ctx, c, rename, Rename{"a.txt", "b.txt"}))
+	_, err := redisrpc.Call(ctx, c, redisrpc.NewEndpoint[RenameForce, string]("rename"), RenameForce{"a.txt", "b.txt", true})
+	fmt.Println(err)
+	// Output:
+	// a.txt -> b.txt <nil>
+	// redisrpc: rename: invalid_argument: rename: json: unknown field "Force"
 }
