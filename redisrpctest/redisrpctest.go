@@ -1,6 +1,7 @@
 // Package redisrpctest helps test services built with redisrpc: a Redis to
-// test against, a Mux served for the length of a test, and the context a
-// handler gets, for calling handlers directly.
+// test against, a Mux served for the length of a test, the context a handler
+// gets, for calling handlers directly, and CheckCodec, which holds a Codec to
+// encoding/json.
 //
 //	func TestAdd(t *testing.T) {
 //		t.Parallel()
