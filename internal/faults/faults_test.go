@@ -111,22 +111,7 @@ func TestServerKilledMidCall(t *testing.T) {
 
 func killMidCall(t *testing.T, mode string) {
 	q := newQueue(t)
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_MODE="+mode, "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
-		"FAULTS_EMBEDDED="+map[bool]string{true: "1", false: "0"}[redis.Embedded])
-	child.Stderr = os.Stderr
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer child.Wait()
-	defer child.Process.Kill()
-	if line, err := readLine(out); err != nil || line != "ready" {
-		t.Fatalf("server process: got %q, %v; want ready", line, err)
-	}
+	child := startServer(t, q, mode).cmd
 
 	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
 	defer c.Close()
@@ -159,7 +144,7 @@ func killMidCall(t *testing.T, mode string) {
 		opts = append(opts, redisrpc.WithAtLeastOnce())
 	}
 	serve(t, rc, q, opts...)
-	err = <-done
+	err := <-done
 	took := time.Since(start).Round(time.Millisecond)
 	if mode == "at-most-once" {
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -549,22 +534,7 @@ func readmeACL(t *testing.T) []string {
 func TestDeadServerLeavesRegistry(t *testing.T) {
 	t.Parallel()
 	q := newQueue(t)
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_MODE=at-most-once", "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
-		"FAULTS_EMBEDDED="+map[bool]string{true: "1", false: "0"}[redis.Embedded])
-	child.Stderr = os.Stderr
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer child.Wait()
-	defer child.Process.Kill()
-	if line, err := readLine(out); err != nil || line != "ready" {
-		t.Fatalf("server process: got %q, %v; want ready", line, err)
-	}
+	child := startServer(t, q, "at-most-once").cmd
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	live := func() int {
@@ -598,14 +568,15 @@ type process struct {
 }
 
 // startServer starts a server process of Slow on q, as serverProcess does,
-// and waits until it is ready. One goroutine waits for the process, so the
-// test and its cleanup never call Wait concurrently.
+// and waits until it is ready; the test's cleanup kills it. One goroutine
+// waits for the process, so the test and its cleanup never call Wait
+// concurrently.
 func startServer(t *testing.T, q, mode string) *process {
 	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), "FAULTS_ROLE=server", "FAULTS_MODE="+mode, "FAULTS_REDIS="+redis.URL, "FAULTS_QUEUE="+q,
 		"FAULTS_EMBEDDED="+map[bool]string{true: "1", false: "0"}[redis.Embedded])
-	child.Stderr = io.Discard
+	child.Stderr = os.Stderr
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
