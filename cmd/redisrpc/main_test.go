@@ -38,6 +38,19 @@ func realRedis(t *testing.T) *localredis.Server {
 	return srv
 }
 
+// realRedisClient returns a redis-server, as realRedis does, and a client of
+// it, closed when the test ends.
+func realRedisClient(t *testing.T) (*localredis.Server, rueidis.Client) {
+	t.Helper()
+	srv := realRedis(t)
+	rc, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	return srv, rc
+}
+
 // cli runs the command in-process and returns its exit code and output.
 func cli(t *testing.T, url string, args ...string) (int, string, string) {
 	t.Helper()
@@ -81,12 +94,7 @@ func serveShop(t *testing.T, rc rueidis.Client, queue string) {
 }
 
 func TestCall(t *testing.T) {
-	srv := realRedis(t)
-	rc, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	srv, rc := realRedisClient(t)
 	q := redisrpctest.Queue(t)
 	serveShop(t, rc, q)
 	for _, tt := range []struct {
@@ -118,12 +126,7 @@ func TestCall(t *testing.T) {
 }
 
 func TestLsInfoStatsBench(t *testing.T) {
-	srv := realRedis(t)
-	rc, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	srv, rc := realRedisClient(t)
 	q := redisrpctest.Queue(t)
 	serveShop(t, rc, q)
 	code, stdout, stderr := cli(t, srv.URL, "bench", "-c", "4", "-d", "500ms", q, "sum", "1", "2")
@@ -285,12 +288,7 @@ func TestCluster(t *testing.T) {
 // TestDead: redisrpc dead lists the dead letters of a queue, requeues one
 // or all, and purges them.
 func TestDead(t *testing.T) {
-	srv := realRedis(t)
-	rc, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	srv, rc := realRedisClient(t)
 	q := redisrpctest.Queue(t)
 	ctx := context.Background()
 	dead := keys.Dead(q)
