@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -186,36 +184,20 @@ func readLine(r io.Reader) (string, error) {
 }
 
 // ownRedis starts a redis-server of the test's own on port (0: a free one),
-// which the test may kill; it skips where there is no redis-server.
+// with args, which the test may kill (and restart on the same port); it is
+// killed when the test ends, and the test skips where there is no
+// redis-server.
 func ownRedis(t *testing.T, port int, args ...string) (int, func()) {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
+	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("needs redis-server on PATH to kill and restart")
 	}
-	if port == 0 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	cmd := exec.Command(path, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, args...)...)
-	if err := cmd.Start(); err != nil {
+	n, err := localredis.StartNode(t.TempDir(), port, args...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	kill := func() { cmd.Process.Kill(); cmd.Wait() }
-	for range 100 {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return port, kill
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	kill()
-	t.Fatal("redis-server did not start")
-	return 0, nil
+	t.Cleanup(n.Kill)
+	return n.Port, n.Kill
 }
 
 // TestRedisKilledUnderLoad: with Redis killed (SIGKILL) for 2 s and

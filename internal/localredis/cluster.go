@@ -14,7 +14,8 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// Node is a redis-server process of a Cluster or a Sentinel set-up.
+// Node is a redis-server process: of a Cluster, of a Sentinel set-up, or of
+// its own (StartNode).
 type Node struct {
 	Port int
 	cmd  *exec.Cmd
@@ -189,6 +190,19 @@ func (s *Sentinel) Close() {
 		}
 	}
 	os.RemoveAll(s.dir)
+}
+
+// StartNode starts a redis-server of its own on loopback, on port (0: a free
+// one), without persistence, its files in dir; extra arguments come last and
+// override those. It returns once the server answers PING; Kill stops it.
+func StartNode(dir string, port int, extra ...string) (*Node, error) {
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	return startNode(dir, port, extra...)
 }
 
 func startNode(dir string, port int, extra ...string) (*Node, error) {

@@ -10,12 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/localredis"
 	"github.com/redisrpc/redisrpc/internal/web"
 	"github.com/redisrpc/redisrpc/redisrpctest"
 )
@@ -254,37 +253,19 @@ func TestScreenshot(t *testing.T) {
 }
 
 // ownRedis starts a redis-server of the test's own on port (0: a free one),
-// and returns the port and a function that kills it; it skips where there
-// is no redis-server.
+// and returns the port and a function that kills it; it is killed when the
+// test ends, and the test skips where there is no redis-server.
 func ownRedis(t *testing.T, port int) (int, func()) {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
+	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("needs redis-server on PATH to stop and restart Redis")
 	}
-	if port == 0 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
+	n, err := localredis.StartNode(t.TempDir(), port)
+	if err != nil {
 		t.Fatal(err)
 	}
-	kill := func() { cmd.Process.Kill(); cmd.Wait() }
-	t.Cleanup(kill)
-	for range 100 {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return port, kill
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("redis-server did not start")
-	return 0, nil
+	t.Cleanup(n.Kill)
+	return n.Port, n.Kill
 }
 
 // TestDashboardRedisRestart: while Redis is down the page says so, and once
