@@ -167,3 +167,32 @@ func TestRespondAtomic(t *testing.T) {
 		t.Errorf("left in the processing list %q, %d settled; want none and 6", left, len(settled))
 	}
 }
+
+// failLast is a client whose pipelines fail their last command without
+// sending it, as when one LMOVE of a batch is refused.
+type failLast struct{ rueidis.Client }
+
+func (f failLast) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	res := f.Client.DoMulti(ctx, cmds[:len(cmds)-1]...)
+	return append(res, rueidis.NewErrorResult(fmt.Errorf("refused")))
+}
+
+// TestMovePartly: when some LMOVEs of a batch move requests and another
+// fails, the pop returns what moved, to be served, not the error.
+func TestMovePartly(t *testing.T) {
+	ctx := context.Background()
+	q := fmt.Sprintf("lists:TestMovePartly:%d", time.Now().UnixNano())
+	l := &list{name: q, processing: q + ":processing"}
+	l.moved.Store(1) // the next move sends 4 LMOVEs
+	t.Cleanup(func() { rc.Do(ctx, rc.B().Del().Key(q, l.processing).Build()) })
+	if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element("a", "b").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := l.move(ctx, failLast{rc}, 10)
+	if err != nil || !slices.Equal(msgs, []string{"a", "b"}) {
+		t.Errorf("got %q, %v; want [a b] and no error", msgs, err)
+	}
+	if msgs, err := l.move(ctx, failLast{rc}, 10); err == nil || len(msgs) != 0 {
+		t.Errorf("a move that moved nothing and failed: got %q, %v; want the error", msgs, err)
+	}
+}

@@ -107,7 +107,8 @@ func (l *list) pop(ctx context.Context, rc rueidis.Client, timeout time.Duration
 
 // move moves up to max requests from l to its processing list with LMOVEs
 // in one round trip, each atomic: as many as the last move brought, twice
-// over, so that few come back empty.
+// over, so that few come back empty. It reports an error only when nothing
+// moved: what did move must be served, and a failing LMOVE moved nothing.
 func (l *list) move(ctx context.Context, rc rueidis.Client, max int) ([]string, error) {
 	n := min(max, int(2*l.moved.Load())+2)
 	cmds := make(rueidis.Commands, n)
@@ -126,5 +127,8 @@ func (l *list) move(ctx context.Context, rc rueidis.Client, max int) ([]string, 
 		}
 	}
 	l.moved.Store(int32(len(msgs)))
-	return msgs, first
+	if len(msgs) > 0 {
+		return msgs, nil
+	}
+	return nil, first
 }
