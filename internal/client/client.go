@@ -287,7 +287,7 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 		ttl = max(time.Until(dl), time.Millisecond)
 	}
 	inbox := keys.Inbox(c.cfg.Queue, server)
-	if err := firstErr(c.rc.DoMulti(ctx,
+	if err := lists.FirstErr(c.rc.DoMulti(ctx,
 		c.rc.B().Rpush().Key(inbox).Element(rueidis.BinaryString(body)).Build(),
 		c.rc.B().Pexpire().Key(inbox).Milliseconds(ttl.Milliseconds()).Build())); err != nil {
 		c.unregister(req.ID)
@@ -422,15 +422,6 @@ func (c *Client) callClassic(ctx context.Context, req *wire.Request) (string, er
 		return "", fmt.Errorf("waiting for the response: unexpected BLPOP reply %q", kv)
 	}
 	return kv[1], c.checkSize("response", len(kv[1]))
-}
-
-func firstErr(rs []rueidis.RedisResult) error {
-	for _, r := range rs {
-		if err := r.Error(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // checkSize fails a message of n bytes over MaxMessage.

@@ -197,7 +197,7 @@ func (s *Source) Wake(ctx context.Context) error {
 		cmds = append(cmds, s.rc.B().Rpush().Key(s.inbox).Element(tokens...).Build(),
 			s.rc.B().Expire().Key(s.inbox).Seconds(10).Build())
 	}
-	return firstErr(s.rc.DoMulti(ctx, cmds...))
+	return FirstErr(s.rc.DoMulti(ctx, cmds...))
 }
 
 // Cancellable reports whether loop's pops may be cancelled: at least once,
@@ -338,7 +338,8 @@ func (s *Source) Leave(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func firstErr(rs []rueidis.RedisResult) error {
+// FirstErr returns the first error among the results of a pipeline, or nil.
+func FirstErr(rs []rueidis.RedisResult) error {
 	for _, r := range rs {
 		if err := r.Error(); err != nil {
 			return err
