@@ -89,7 +89,8 @@ type Server struct {
 // and how many of those are not yet answered, since s was made.
 func (s *Server) Counts() (pops, taken, inFlight int64) {
 	done := s.done.Load() // before taken, which only grows: never negative
-	return s.pops.Load(), s.taken.Load(), s.taken.Load() - done
+	taken = s.taken.Load()
+	return s.pops.Load(), taken, taken - done
 }
 
 // New returns a Server for cfg that answers requests with invoke.
