@@ -37,7 +37,9 @@ type PusherConfig struct {
 // goroutine that finds the Pusher idle sends the batch itself, so a lone push
 // pays no hand-off, and hands over to a drain goroutine after maxRounds
 // batches; otherwise a drain goroutine always sends, so that Push never
-// blocks on Redis. It is safe for concurrent use.
+// blocks on Redis: one that lives until Stop, as a goroutine started for
+// each push that finds the Pusher idle would grow a new stack each time.
+// It is safe for concurrent use.
 type Pusher struct {
 	rc  rueidis.Client
 	cfg PusherConfig
@@ -48,6 +50,11 @@ type Pusher struct {
 	stopped bool // Stop was called: Push refuses
 	drains  sync.WaitGroup
 	window  *deadline.Window // bounds each batch by writeTimeout
+
+	// The drain goroutine of a Pusher that is not Inline, started at the
+	// first push: woken by wake, ended by stop.
+	wake chan struct{}
+	stop chan struct{}
 }
 
 const (
@@ -87,25 +94,54 @@ func (p *Pusher) Push(it Item) bool {
 }
 
 // Stop makes later pushes fail, forgets what is queued and not yet sent, and
-// waits for the batch being sent.
+// waits for the batch being sent and for the drain goroutine to end.
 func (p *Pusher) Stop() {
 	p.mu.Lock()
+	if !p.stopped && p.stop != nil {
+		close(p.stop)
+	}
 	p.stopped = true
 	p.queued = nil
 	p.mu.Unlock()
 	p.drains.Wait()
 }
 
-// drain starts a goroutine that sends until nothing is queued. p.mu must be held.
+// drain makes a goroutine send until nothing is queued. p.mu must be held.
 func (p *Pusher) drain() {
-	p.drains.Add(1)
-	go func() {
-		defer p.drains.Done()
-		p.send(-1)
-	}()
+	if p.cfg.Inline { // only under load, after maxRounds batches
+		p.drains.Add(1)
+		go func() {
+			defer p.drains.Done()
+			p.send(-1)
+		}()
+		return
+	}
+	if p.wake == nil {
+		p.wake, p.stop = make(chan struct{}, 1), make(chan struct{})
+		p.drains.Add(1)
+		go p.drainUntilStop()
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default: // a wake is pending already, and sends what was queued
+	}
 }
 
-// Wait waits for drain goroutines; call it when no Push can come any more.
+// drainUntilStop is the drain goroutine of a Pusher that is not Inline.
+func (p *Pusher) drainUntilStop() {
+	defer p.drains.Done()
+	for {
+		select {
+		case <-p.wake:
+			p.send(-1)
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+// Wait waits for the drain goroutines of an Inline Pusher; call it when no
+// Push can come any more. (That of a Pusher that is not Inline ends at Stop.)
 func (p *Pusher) Wait() { p.drains.Wait() }
 
 // send sends batches until none is queued, or hands over after rounds batches
