@@ -2,9 +2,12 @@ package lists
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,10 +16,15 @@ import (
 	"github.com/redisrpc/redisrpc/internal/localredis"
 )
 
-var rc rueidis.Client
+var (
+	rc  rueidis.Client
+	srv *localredis.Server
+)
 
 func TestMain(m *testing.M) {
-	srv, c, err := localredis.StartWithClient(localredis.Any)
+	var err error
+	var c rueidis.Client
+	srv, c, err = localredis.StartWithClient(localredis.Any)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -195,4 +203,72 @@ func TestMovePartly(t *testing.T) {
 	if msgs, err := l.move(ctx, failLast{rc}, 10); err == nil || len(msgs) != 0 {
 		t.Errorf("a move that moved nothing and failed: got %q, %v; want the error", msgs, err)
 	}
+}
+
+// TestCancelledPopLeavesNoConnection: a pop cut short by its context, and
+// the client closed right after, leave no connection open (rueidis' own
+// CLIENT UNBLOCK, sent from a goroutine of its own, could open one after
+// Close).
+func TestCancelledPopLeavesNoConnection(t *testing.T) {
+	pops := map[string]func(ctx context.Context, c rueidis.Client, key string) error{
+		"Popper": func(ctx context.Context, c rueidis.Client, key string) error {
+			_, _, err := NewPopper(c, true).Pop(ctx, []string{key}, 5*time.Second, 10)
+			return err
+		},
+		"at least once": func(ctx context.Context, c rueidis.Client, key string) error {
+			_, err := (&list{name: key, processing: key + ":processing"}).pop(ctx, c, 5*time.Second, 1)
+			return err
+		},
+	}
+	for name, pop := range pops {
+		t.Run(name, func(t *testing.T) {
+			for i := range 20 {
+				var open sync.Map
+				opt, err := srv.Options()
+				if err != nil {
+					t.Fatal(err)
+				}
+				opt.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+					conn, err := d.DialContext(ctx, "tcp", addr)
+					if err == nil {
+						conn = &trackedConn{Conn: conn, open: &open}
+						open.Store(conn, true)
+					}
+					return conn, err
+				}
+				c, err := rueidis.NewClient(opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				err = pop(ctx, c, fmt.Sprintf("{test}:nothing:%s:%d", t.Name(), i))
+				cancel()
+				c.Close()
+				if err == nil {
+					t.Fatalf("pop of an empty list: got no error, want the context's")
+				}
+				n := 0
+				for wait := time.Now(); time.Since(wait) < time.Second; time.Sleep(10 * time.Millisecond) {
+					n = 0
+					open.Range(func(any, any) bool { n++; return true })
+					if n == 0 {
+						break
+					}
+				}
+				if n > 0 {
+					t.Fatalf("round %d: got %d connections open after Close, want 0", i, n)
+				}
+			}
+		})
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	open *sync.Map
+}
+
+func (c *trackedConn) Close() error {
+	c.open.Delete(c)
+	return c.Conn.Close()
 }

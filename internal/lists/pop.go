@@ -26,13 +26,18 @@ func NewPopper(rc rueidis.Client, cancellable bool) *Popper {
 	return &Popper{rc: rc, cancellable: cancellable}
 }
 
-// build readies cmd for rueidis as p's pops need.
-func (p *Popper) build(cmd rueidis.Completed) rueidis.Completed {
-	if p.cancellable {
-		return cmd.UnblockOnCancel()
-	}
-	return cmd
-}
+// abortable returns ctx, which still ends at its deadline, as a context
+// without one, for a blocking command that ctx may cut short: rueidis then
+// waits for its reply in the background, and when ctx ends first closes the
+// command's connection in the calling goroutine. (Given a deadline, rueidis
+// stops only at it; and it unblocks a command marked UnblockOnCancel with
+// CLIENT UNBLOCK from a goroutine of its own, which can open a connection
+// after the client's Close that nobody closes.)
+func abortable(ctx context.Context) context.Context { return noDeadline{ctx} }
+
+type noDeadline struct{ context.Context }
+
+func (noDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
 
 // Pop waits up to timeout for one of keys to hold messages and takes at most
 // max from the first that does, returning its index in keys. It returns no
@@ -41,8 +46,12 @@ func (p *Popper) build(cmd rueidis.Completed) rueidis.Completed {
 // that must not lose any leave ctx alone and rely on timeout to come back.
 func (p *Popper) Pop(ctx context.Context, keys []string, timeout time.Duration, max int) (int, []string, error) {
 	secs := timeout.Seconds()
+	blocking := ctx
+	if p.cancellable {
+		blocking = abortable(ctx)
+	}
 	if !p.noLMPop.Load() {
-		kv, err := p.rc.Do(ctx, p.build(p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build())).AsLMPop()
+		kv, err := p.rc.Do(blocking, p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build()).AsLMPop()
 		switch {
 		case err == nil:
 			return index(keys, kv.Key), kv.Values, nil
@@ -53,7 +62,7 @@ func (p *Popper) Pop(ctx context.Context, keys []string, timeout time.Duration, 
 		}
 		p.noLMPop.Store(true)
 	}
-	kv, err := p.rc.Do(ctx, p.build(p.rc.B().Blpop().Key(keys...).Timeout(secs).Build())).AsStrSlice()
+	kv, err := p.rc.Do(blocking, p.rc.B().Blpop().Key(keys...).Timeout(secs).Build()).AsStrSlice()
 	if rueidis.IsRedisNil(err) {
 		return 0, nil, nil
 	}

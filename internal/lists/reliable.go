@@ -94,8 +94,8 @@ func (l *list) pop(ctx context.Context, rc rueidis.Client, timeout time.Duration
 			return msgs, err
 		}
 	}
-	cmd := rc.B().Blmove().Source(l.name).Destination(l.processing).Left().Right().Timeout(timeout.Seconds()).Build().UnblockOnCancel()
-	first, err := rc.Do(ctx, cmd).ToString()
+	cmd := rc.B().Blmove().Source(l.name).Destination(l.processing).Left().Right().Timeout(timeout.Seconds()).Build()
+	first, err := rc.Do(abortable(ctx), cmd).ToString()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
 	}
