@@ -144,8 +144,7 @@ func (e Endpoint[Req, Resp]) encode(codec Codec, req Req) (wire.FunctionCall, er
 			fc.Args = b
 		}
 	default:
-		fc.Args = make([]byte, 0, len(b)+2)
-		fc.Args = append(append(append(fc.Args, '['), b...), ']')
+		fc.Arg = b
 	}
 	return fc, nil
 }

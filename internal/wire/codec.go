@@ -30,6 +30,8 @@ func RequestSize(r *Request) int {
 	n := len(`{"function_call":{"name":""},"response_queue":""}`) + len(fc.Name) + len(r.ResponseQueue)
 	if len(fc.Args) > 0 {
 		n += len(`,"args":`) + len(fc.Args)
+	} else if len(fc.Arg) > 0 {
+		n += len(`,"args":[]`) + len(fc.Arg)
 	}
 	if len(fc.Kwargs) > 0 {
 		n += len(`,"kwargs":`) + len(fc.Kwargs)
@@ -64,6 +66,8 @@ func AppendRequest(b []byte, r *Request) []byte {
 	b = appendString(b, r.FunctionCall.Name)
 	if len(r.FunctionCall.Args) > 0 {
 		b = append(append(b, `,"args":`...), r.FunctionCall.Args...)
+	} else if len(r.FunctionCall.Arg) > 0 {
+		b = append(append(append(b, `,"args":[`...), r.FunctionCall.Arg...), ']')
 	}
 	if len(r.FunctionCall.Kwargs) > 0 {
 		b = append(append(b, `,"kwargs":`...), r.FunctionCall.Kwargs...)

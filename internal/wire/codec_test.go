@@ -133,6 +133,20 @@ func TestDeadlineOfTime(t *testing.T) {
 	}
 }
 
+// TestOneArgument: Arg is written as an array of one element, which reads
+// back as Args.
+func TestOneArgument(t *testing.T) {
+	in := Request{FunctionCall: FunctionCall{Name: "add", Arg: []byte(`{"a":[1,2]}`)}, ResponseQueue: "calc:rpc:K3"}
+	b := AppendRequest(nil, &in)
+	out, err := DecodeRequest(string(b))
+	if err != nil {
+		t.Fatalf("DecodeRequest(%s): %v", b, err)
+	}
+	if got, want := string(out.FunctionCall.Args), `[{"a":[1,2]}]`; got != want {
+		t.Errorf("args of %s: got %s, want %s", b, got, want)
+	}
+}
+
 func TestRequestRoundTrip(t *testing.T) {
 	in := Request{
 		FunctionCall:  FunctionCall{Name: "gr\"eet\n", Args: []byte(`[1,"two"]`), Kwargs: []byte(`{"a":1}`)},
@@ -163,11 +177,13 @@ func TestRequestSize(t *testing.T) {
 	negative.Deadline, negative.Sent = -15, math.MinInt64
 	escaped := base
 	escaped.FunctionCall.Name = "a\"b\n"
+	one := base
+	one.FunctionCall.Arg = json.RawMessage(`{"a":[2]}`)
 	for _, tc := range []struct {
 		name  string
 		r     Request
 		exact bool
-	}{{"minimal", base, true}, {"every member", full, true}, {"negative times", negative, true}, {"escaped", escaped, false}} {
+	}{{"minimal", base, true}, {"every member", full, true}, {"negative times", negative, true}, {"escaped", escaped, false}, {"one argument", one, true}} {
 		got, want := RequestSize(&tc.r), len(AppendRequest(nil, &tc.r))
 		if tc.exact && got != want || !tc.exact && got >= want {
 			t.Errorf("%s: RequestSize = %d, AppendRequest wrote %d", tc.name, got, want)

@@ -21,11 +21,14 @@ type Request struct {
 }
 
 // FunctionCall names the function and carries its arguments as raw JSON:
-// Args is an array, Kwargs an object; either may be absent.
+// Args is an array, Kwargs an object; either may be absent. Arg, set by a
+// sender instead of Args, is one positional argument, which AppendRequest
+// writes as the array [Arg] without copying it into one first.
 type FunctionCall struct {
 	Name   string          `json:"name"`
 	Args   json.RawMessage `json:"args,omitempty"`
 	Kwargs json.RawMessage `json:"kwargs,omitempty"`
+	Arg    json.RawMessage `json:"-"`
 }
 
 // Response is the answer to one request. Exception present means failure.
