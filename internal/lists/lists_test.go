@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,8 +133,9 @@ func TestWake(t *testing.T) {
 // same: no answer can reach their caller.
 func TestRespondAtomic(t *testing.T) {
 	ctx := context.Background()
-	processing := "{ra}:processing:s1"
-	replies := []string{"{ra}:reply:a", "{ra}:reply:b", "{ra}:reply:c"}
+	run := time.Now().UnixNano() // keys of this run only, as REDIS_URL's server may keep others
+	processing := fmt.Sprintf("{ra%d}:processing:s1", run)
+	replies := []string{fmt.Sprintf("{ra%d}:reply:a", run), fmt.Sprintf("{ra%d}:reply:b", run), fmt.Sprintf("{ra%d}:reply:c", run)}
 	// Not a list: RPUSH to it fails when the transaction runs.
 	if err := rc.Do(ctx, rc.B().Set().Key(replies[2]).Value("x").Build()).Error(); err != nil {
 		t.Fatal(err)
@@ -271,4 +273,93 @@ type trackedConn struct {
 func (c *trackedConn) Close() error {
 	c.open.Delete(c)
 	return c.Conn.Close()
+}
+
+// slowDoMulti is a client whose pipelines take 2ms more.
+type slowDoMulti struct{ rueidis.Client }
+
+func (s slowDoMulti) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	time.Sleep(2 * time.Millisecond)
+	return s.Client.DoMulti(ctx, cmds...)
+}
+
+// TestPusherBatches: concurrent pushes to several lists, more than a batch
+// holds, with the Pusher's buffers reused from batch to batch, arrive each
+// once and, per pushing goroutine and list, in order; plain and with Acks.
+func TestPusherBatches(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			ctx := context.Background()
+			prefix := fmt.Sprintf("{pb}:%s:%d", t.Name(), time.Now().UnixNano())
+			processing := prefix + ":processing"
+			lists := []string{prefix + ":a", prefix + ":b", prefix + ":c"}
+			const pushers, each = 8, 300
+			var acks []string
+			for g := range pushers {
+				for i := range each {
+					if g%2 == 1 {
+						acks = append(acks, fmt.Sprintf("req-%d-%d", g, i))
+					}
+				}
+			}
+			if err := rc.Do(ctx, rc.B().Rpush().Key(processing).Element(acks...).Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			var settled atomic.Int64
+			// Slow round trips let more than a batch queue up.
+			p := NewPusher(slowDoMulti{rc}, PusherConfig{Inline: inline, TTL: 60,
+				OnError:   func(_ []Item, err error) { t.Errorf("push failed: %v", err) },
+				OnSettled: func(Item) { settled.Add(1) }})
+			var wg sync.WaitGroup
+			for g := range pushers {
+				wg.Go(func() {
+					for i := range each {
+						it := Item{Key: lists[(g+i)%len(lists)], Value: fmt.Sprintf("%d-%d", g, i)}
+						if g%2 == 1 { // half of them answer requests
+							it.AckList, it.Ack = processing, fmt.Sprintf("req-%d-%d", g, i)
+						}
+						p.Push(it)
+					}
+				})
+			}
+			wg.Wait()
+			total := 0
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				total = 0
+				for _, l := range lists {
+					n, _ := rc.Do(ctx, rc.B().Llen().Key(l).Build()).AsInt64()
+					total += int(n)
+				}
+				if total == pushers*each && settled.Load() == int64(len(acks)) {
+					break
+				}
+			}
+			p.Stop()
+			p.Wait()
+			if total != pushers*each || settled.Load() != int64(len(acks)) {
+				t.Fatalf("got %d messages and %d settled, want %d and %d", total, settled.Load(), pushers*each, len(acks))
+			}
+			next := make(map[string]int) // per list and pusher: the next i
+			for _, l := range lists {
+				got, err := rc.Do(ctx, rc.B().Lrange().Key(l).Start(0).Stop(-1).Build()).AsStrSlice()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, v := range got {
+					var g, i int
+					if _, err := fmt.Sscanf(v, "%d-%d", &g, &i); err != nil || lists[(g+i)%len(lists)] != l {
+						t.Fatalf("%s holds %q, pushed elsewhere", l, v)
+					}
+					k := fmt.Sprint(l, g)
+					if i < next[k] {
+						t.Fatalf("%s holds %q after %d-%d: out of order", l, v, g, next[k]-1)
+					}
+					next[k] = i + 1
+				}
+			}
+			if left, _ := rc.Do(ctx, rc.B().Llen().Key(processing).Build()).AsInt64(); left != 0 {
+				t.Errorf("%d requests left in the processing list, want 0", left)
+			}
+		})
+	}
 }

@@ -1,7 +1,9 @@
 package lists
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +57,14 @@ type Pusher struct {
 	// first push: woken by wake, ended by stop.
 	wake chan struct{}
 	stop chan struct{}
+
+	// Buffers reused from batch to batch: spare, under mu, is the array of
+	// a batch sent, for the queue; the others belong to the goroutine that
+	// sends (one at a time: busy).
+	spare  []Item
+	groups []group
+	cmds   rueidis.Commands
+	values []string
 }
 
 const (
@@ -147,8 +157,13 @@ func (p *Pusher) Wait() { p.drains.Wait() }
 // send sends batches until none is queued, or hands over after rounds batches
 // (rounds < 0: never).
 func (p *Pusher) send(rounds int) {
+	var sent []Item // the last batch, if it had an array of its own
 	for i := 0; ; i++ {
 		p.mu.Lock()
+		if sent != nil {
+			clear(sent) // hold no message
+			p.spare, sent = sent[:0], nil
+		}
 		if len(p.queued) == 0 {
 			p.busy = false
 			p.mu.Unlock()
@@ -159,26 +174,31 @@ func (p *Pusher) send(rounds int) {
 			p.mu.Unlock()
 			return
 		}
-		batch := p.take()
+		batch, whole := p.take()
 		p.mu.Unlock()
 		p.write(batch)
+		if whole {
+			sent = batch
+		}
 	}
 }
 
-// take removes a batch of bounded size from the queue. p.mu must be held.
-func (p *Pusher) take() []Item {
+// take removes a batch of bounded size from the queue, and reports whether
+// it was the whole queue, whose array then no longer backs the queue. p.mu
+// must be held.
+func (p *Pusher) take() (batch []Item, whole bool) {
 	n, size := 0, 0
 	for n < len(p.queued) && n < maxItems && (n == 0 || size+len(p.queued[n].Value) <= maxBytes) {
 		size += len(p.queued[n].Value)
 		n++
 	}
-	batch := p.queued[:n:n]
-	if n == len(p.queued) {
-		p.queued = nil
-	} else {
+	batch = p.queued[:n:n]
+	if n < len(p.queued) {
 		p.queued = p.queued[n:]
+		return batch, false
 	}
-	return batch
+	p.queued, p.spare = p.spare, nil
+	return batch, true
 }
 
 // group is the items of a batch for one list. With ackList set, they are
@@ -189,9 +209,9 @@ type group struct {
 }
 
 // groupItems groups batch by list, and by processing list where an item's
-// Ack shares its list's hash slot, in order of first appearance. A batch for
-// one list, the common case, is its own group, uncopied.
-func groupItems(batch []Item) []*group {
+// Ack shares its list's hash slot, in order of first appearance, into dst's
+// array. A batch for one list, the common case, is its own group, uncopied.
+func groupItems(dst []group, batch []Item) []group {
 	keyOf := func(it *Item) [2]string {
 		if it.Ack != "" && keys.Slot(it.AckList) == keys.Slot(it.Key) {
 			return [2]string{it.Key, it.AckList}
@@ -204,19 +224,19 @@ func groupItems(batch []Item) []*group {
 		same = keyOf(&batch[i]) == first
 	}
 	if same {
-		return []*group{{key: first[0], ackList: first[1], items: batch}}
+		return append(dst[:0], group{key: first[0], ackList: first[1], items: batch})
 	}
-	var groups []*group
-	byKey := make(map[[2]string]*group)
+	groups := dst[:0]
+	byKey := make(map[[2]string]int)
 	for i := range batch {
 		k := keyOf(&batch[i])
-		g := byKey[k]
-		if g == nil {
-			g = &group{key: k[0], ackList: k[1]}
-			byKey[k] = g
-			groups = append(groups, g)
+		j, ok := byKey[k]
+		if !ok {
+			j = len(groups)
+			byKey[k] = j
+			groups = append(groups, group{key: k[0], ackList: k[1]})
 		}
-		g.items = append(g.items, batch[i])
+		groups[j].items = append(groups[j].items, batch[i])
 	}
 	return groups
 }
@@ -225,21 +245,28 @@ func groupItems(batch []Item) []*group {
 // whose Ack shares their list's hash slot are pushed and acknowledged at
 // once; the others are acknowledged after they are pushed.
 func (p *Pusher) write(batch []Item) {
-	var plain, atomic []*group
-	for _, g := range groupItems(batch) {
-		if g.ackList != "" {
-			atomic = append(atomic, g)
-		} else {
-			plain = append(plain, g)
+	groups := groupItems(p.groups, batch)
+	// The atomic groups first, keeping the order within each kind.
+	plain := func(g group) int {
+		if g.ackList == "" {
+			return 1
 		}
+		return 0
+	}
+	slices.SortStableFunc(groups, func(a, b group) int { return cmp.Compare(plain(a), plain(b)) })
+	atomic := 0
+	for atomic < len(groups) && groups[atomic].ackList != "" {
+		atomic++
 	}
 	ctx := p.window.Context()
-	if len(atomic) > 0 {
-		p.writeAtomic(ctx, atomic)
+	if atomic > 0 {
+		p.writeAtomic(ctx, groups[:atomic])
 	}
-	if len(plain) > 0 {
-		p.writePlain(ctx, plain)
+	if atomic < len(groups) {
+		p.writePlain(ctx, groups[atomic:])
 	}
+	clear(groups) // hold no message
+	p.groups = groups[:0]
 }
 
 // writeAtomic pushes each group's responses, gives their list its expiry,
@@ -247,7 +274,7 @@ func (p *Pusher) write(batch []Item) {
 // transaction (MULTI ... EXEC), so that no request stays to run again once
 // its caller can have the answer, nor leaves without one; all groups in one
 // round trip. (A script did the same at a third more Redis CPU per call.)
-func (p *Pusher) writeAtomic(ctx context.Context, groups []*group) {
+func (p *Pusher) writeAtomic(ctx context.Context, groups []group) {
 	n := 0
 	for _, g := range groups {
 		n += 4 + len(g.items)
@@ -283,19 +310,23 @@ func (p *Pusher) writeAtomic(ctx context.Context, groups []*group) {
 
 // writePlain pushes groups with RPUSH (and EXPIRE), then removes the
 // requests they answer from their processing lists.
-func (p *Pusher) writePlain(ctx context.Context, groups []*group) {
-	cmds := make(rueidis.Commands, 0, 2*len(groups))
+func (p *Pusher) writePlain(ctx context.Context, groups []group) {
+	cmds := p.cmds[:0]
 	for _, g := range groups {
-		values := make([]string, len(g.items))
-		for i, it := range g.items {
-			values[i] = it.Value
+		values := p.values[:0]
+		for _, it := range g.items {
+			values = append(values, it.Value)
 		}
-		cmds = append(cmds, p.rc.B().Rpush().Key(g.key).Element(values...).Build())
+		cmds = append(cmds, p.rc.B().Rpush().Key(g.key).Element(values...).Build()) // copies values
+		clear(values)
+		p.values = values[:0]
 		if p.cfg.TTL > 0 {
 			cmds = append(cmds, p.rc.B().Expire().Key(g.key).Seconds(p.cfg.TTL).Build())
 		}
 	}
 	res := p.rc.DoMulti(ctx, cmds...)
+	clear(cmds)
+	p.cmds = cmds[:0]
 	step := 1
 	if p.cfg.TTL > 0 {
 		step = 2
