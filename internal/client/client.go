@@ -104,6 +104,11 @@ type result struct {
 	err error
 }
 
+// resultChans holds the channels of calls that received their result, to
+// be used again: nothing else sends on one then, as a call's result is sent
+// once, by whoever took the call off pending.
+var resultChans = sync.Pool{New: func() any { return make(chan result, 1) }}
+
 // New returns a Client for cfg.
 func New(rc rueidis.Client, cfg Config) *Client {
 	ctx, stop := context.WithCancel(context.Background())
@@ -179,8 +184,9 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ch := make(chan result, 1)
+	ch := resultChans.Get().(chan result)
 	if err := c.register(req.ID, ch); err != nil {
+		resultChans.Put(ch)
 		return "", err
 	}
 	// Requests queued by concurrent calls travel together in one RPUSH.
@@ -255,6 +261,7 @@ func (c *Client) encode(req *wire.Request, limit int) ([]byte, error) {
 func (c *Client) wait(ctx context.Context, id string, ch chan result) (string, error) {
 	select {
 	case r := <-ch:
+		resultChans.Put(ch)
 		if r.err == nil {
 			r.err = c.checkSize("response", len(r.raw))
 		}
@@ -278,8 +285,9 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 	if err != nil {
 		return "", err
 	}
-	ch := make(chan result, 1)
+	ch := resultChans.Get().(chan result)
 	if err := c.register(req.ID, ch); err != nil {
+		resultChans.Put(ch)
 		return "", err
 	}
 	ttl := time.Minute
