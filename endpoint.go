@@ -28,7 +28,9 @@ import (
 // MarshalJSON, UnmarshalJSON and json.RawMessage. The envelope of each message
 // and the details of errors are always encoded by redisrpc itself, so peers
 // need not share a codec. What a Codec other than the default marshals is
-// checked to be JSON before it is sent.
+// checked to be JSON before it is sent. Without any codec, a program built
+// with GOEXPERIMENT=jsonv2 runs encoding/json, the default, on the faster
+// implementation of encoding/json/v2 (README, Performance).
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
