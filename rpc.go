@@ -421,7 +421,9 @@ type Client struct {
 }
 
 // NewClient returns a Client for the service whose request queue is queue. It
-// uses rc and never closes it. It panics if rc is nil or queue is empty.
+// uses rc and never closes it. It panics if rc is nil or queue is empty. From
+// its first call until Close, a Client keeps goroutines that send requests and
+// read the registry: Close a Client you no longer need.
 func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 	mustQueue(rc, queue)
 	cfg := clientConfig{shared: defaultShared(), timeout: 30 * time.Second, maxInFlight: 10_000}
