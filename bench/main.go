@@ -496,7 +496,7 @@ func serve(sys, addr string) error {
 			return err
 		}
 		defer rc.Close()
-		opts := []redisrpc.MuxOption{redisrpc.WithConcurrency(256), shardsOf(sys), codecOf(sys)}
+		opts := []redisrpc.MuxOption{shardsOf(sys), codecOf(sys)}
 		if sys == "at-least-once" {
 			opts = append(opts, redisrpc.WithAtLeastOnce())
 		}
