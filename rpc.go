@@ -96,7 +96,10 @@
 // guarantee, which lives in the server. What survives a crash of Redis is
 // what its persistence keeps: with appendfsync always, every request Redis
 // took, and a Go client's answer and the removal of its request are one
-// transaction, so none runs again once its caller has the answer.
+// transaction, so none runs again once its caller has the answer. A response
+// stays in Redis only until a client's pop takes it: responses Redis was
+// sending to a client when it died are lost, and their calls end with their
+// deadline error although their requests ran.
 //
 // Stopping: requests a stopping server has taken but not started go back to
 // the head of the queue in both modes, never run and never failed. Handlers
