@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -39,21 +40,40 @@ func Services(ctx context.Context, rc rueidis.Client) ([]Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Service, 0, len(entries))
-	for _, e := range entries {
-		q, err := Inspect(ctx, rc, e.Member)
+	// The queues are read a few at a time, whose commands rueidis pipelines:
+	// the index keeps a day of queues, thousands where tests make their own.
+	out := make([]Service, len(entries))
+	errs := make([]error, len(entries))
+	sem := make(chan struct{}, servicesAtOnce)
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			q, err := Inspect(ctx, rc, e.Member)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			s := Service{Queue: e.Member, Servers: len(q.Servers), Depth: q.Depth, LastBeat: time.UnixMilli(int64(e.Score))}
+			for _, f := range q.Functions {
+				s.Functions = append(s.Functions, f.Name)
+			}
+			out[i] = s
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		s := Service{Queue: e.Member, Servers: len(q.Servers), Depth: q.Depth, LastBeat: time.UnixMilli(int64(e.Score))}
-		for _, f := range q.Functions {
-			s.Functions = append(s.Functions, f.Name)
-		}
-		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b Service) int { return strings.Compare(a.Queue, b.Queue) })
 	return out, nil
 }
+
+// servicesAtOnce is how many queues Services reads at once.
+const servicesAtOnce = 16
 
 // Queue is what the registry and Redis say of one queue now.
 type Queue struct {
