@@ -9,6 +9,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc/internal/keys"
+	"github.com/redisrpc/redisrpc/internal/registry"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -36,21 +37,17 @@ type deadLetter struct {
 	Server     string `json:"server"`
 }
 
-// lists returns the request lists of queue, as many as its live servers'
-// shards, or 1 where none is live.
+// lists returns the request lists of queue, as Queue.Lists names them.
 func lists(ctx context.Context, rc rueidis.Client, queue string) ([]string, error) {
-	q, err := Inspect(ctx, rc, queue)
+	infos, err := registry.Live(ctx, rc, queue)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(q.Lists))
-	for i, l := range q.Lists {
-		names[i] = l.Name
-	}
-	return names, nil
+	return listNames(ctx, rc, queue, infos)
 }
 
-// DeadLetters returns queue's dead letters, newest first within each list.
+// DeadLetters returns queue's dead letters, on every list of the queue (see
+// Queue), newest first within each list.
 func DeadLetters(ctx context.Context, rc rueidis.Client, queue string) ([]DeadLetter, error) {
 	names, err := lists(ctx, rc, queue)
 	if err != nil {
@@ -113,7 +110,8 @@ func Requeue(ctx context.Context, rc rueidis.Client, d DeadLetter) error {
 	return err
 }
 
-// Purge deletes queue's dead letters and returns how many there were.
+// Purge deletes queue's dead letters, on every list of the queue (see
+// Queue), and returns how many there were.
 func Purge(ctx context.Context, rc rueidis.Client, queue string) (int64, error) {
 	names, err := lists(ctx, rc, queue)
 	if err != nil {

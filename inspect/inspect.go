@@ -75,12 +75,14 @@ func Services(ctx context.Context, rc rueidis.Client) ([]Service, error) {
 // servicesAtOnce is how many queues Services reads at once.
 const servicesAtOnce = 16
 
-// Queue is what the registry and Redis say of one queue now.
+// Queue is what the registry and Redis say of one queue now. Its lists are
+// those of every shard count its servers recorded at their beats, whether
+// or not one is live, and of the live servers' counts.
 type Queue struct {
 	Name      string
 	Servers   []Server   // live servers, by id
 	Functions []Function // served by any live server, by name
-	Lists     []List     // the queue and its shards
+	Lists     []List     // the queue and its shards, of every count recorded or live
 	Depth     int64      // requests waiting, over all lists
 	// Oldest is how long the oldest request at the head of a list has
 	// waited, from its sent member (the client's clock); 0 where no list
@@ -180,7 +182,6 @@ func Inspect(ctx context.Context, rc rueidis.Client, queue string) (*Queue, erro
 		return nil, err
 	}
 	q := &Queue{Name: queue, Stats: map[string]FunctionStats{}}
-	shards := 1
 	functions := map[string]Function{}
 	for _, info := range infos {
 		srv := Server{
@@ -209,15 +210,18 @@ func Inspect(ctx context.Context, rc rueidis.Client, queue string) (*Queue, erro
 			sum.add(fs)
 			q.Stats[name] = sum
 		}
-		shards = max(shards, info.Shards)
 		q.Servers = append(q.Servers, srv)
 	}
 	slices.SortFunc(q.Servers, func(a, b Server) int { return strings.Compare(a.ID, b.ID) })
 	for _, name := range slices.Sorted(maps.Keys(functions)) {
 		q.Functions = append(q.Functions, functions[name])
 	}
+	names, err := listNames(ctx, rc, queue, infos)
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
-	for _, name := range keys.Shards(queue, shards) {
+	for _, name := range names {
 		l, err := list(ctx, rc, name, now)
 		if err != nil {
 			return nil, err
@@ -232,6 +236,31 @@ func Inspect(ctx context.Context, rc rueidis.Client, queue string) (*Queue, erro
 		q.Processing = append(q.Processing, procs...)
 	}
 	return q, nil
+}
+
+// listNames returns the request lists of queue, the queue first, each once:
+// those of every shard count its servers recorded at their beats
+// (registry.RecordShards), live or not, and of the live servers' counts.
+func listNames(ctx context.Context, rc rueidis.Client, queue string, live []registry.Info) ([]string, error) {
+	counts, err := registry.ShardCounts(ctx, rc, queue)
+	if err != nil {
+		return nil, err
+	}
+	for _, info := range live {
+		counts = append(counts, info.Shards)
+	}
+	slices.Sort(counts)
+	names := []string{queue}
+	seen := map[string]bool{queue: true}
+	for _, n := range slices.Compact(counts) {
+		for _, name := range keys.Shards(queue, n) {
+			if !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+	}
+	return names, nil
 }
 
 // list reads the depth of a request list, and the age of its head.
