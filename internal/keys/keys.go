@@ -29,24 +29,27 @@ func hashed(key string) string {
 	return key
 }
 
-// Tag returns a prefix that puts any key starting with it in name's slot:
-// name itself where it has a hash tag; {name} where name has no '}'; and
-// otherwise, since no hash tag can hold a '}', a tag made from name whose
-// CRC lands in the same slot, found by search. Client and server compute the
-// same tag from the same name.
+// Tag returns a prefix that puts any key starting with it in name's slot,
+// and that no other name shares, so that distinct queues have distinct keys:
+// {name} where name has no '}' (and so no hash tag); else {t}name, with t
+// name's hash tag where it has one, or where it has none, since no hash tag
+// can hold a '}', a tag made from name whose CRC lands in the same slot,
+// found by search. The first '}' of a tag ends its hash tag, so that the
+// part after it tells the forms and the names apart: "X" has {X}, "{X}" has
+// {X}{X}. Client and server compute the same tag from the same name.
 func Tag(name string) string {
-	if hashed(name) != name {
-		return name
-	}
 	if !strings.Contains(name, "}") {
 		return "{" + name + "}"
+	}
+	if t := hashed(name); t != name {
+		return "{" + t + "}" + name
 	}
 	base := strings.ReplaceAll(name, "}", "") + "~"
 	want := Slot(name)
 	for k := 0; ; k++ {
 		tag := base + strconv.Itoa(k)
 		if int(crc16(tag))%Slots == want {
-			return "{" + tag + "}"
+			return "{" + tag + "}" + name
 		}
 	}
 }

@@ -53,6 +53,43 @@ func TestTag(t *testing.T) {
 	}
 }
 
+// TestTagDistinct: distinct names have distinct tags, and no key of one
+// name (its tag and a suffix) is a key of another: queue X and queue {X},
+// or a queue and another's shard, once shared every server key. Every name
+// of up to four characters over an alphabet of braces and separators.
+func TestTagDistinct(t *testing.T) {
+	const alphabet = "a{}:#~."
+	names := []string{""}
+	for n := 0; n < len(names); n++ {
+		if len(names[n]) < 4 {
+			for _, c := range alphabet {
+				names = append(names, names[n]+string(c))
+			}
+		}
+	}
+	names = append(names[1:], oddNames...)
+	for _, q := range []string{"X", "calc", "orders:{eu}"} {
+		names = append(names, "{"+q+"}", q+"#1.0", "{"+q+"#1.0}")
+		names = append(names, Shards(q, 8)...)
+	}
+	seen := map[string]string{}
+	for _, name := range names {
+		for _, key := range []string{Leases(name), Processing(name, "S1"), Server(name, "S1"), Inbox(name, "S1"), Dead(name)} {
+			if other, ok := seen[key]; ok && other != name {
+				t.Fatalf("queues %q and %q share the key %q", other, name, key)
+			}
+			seen[key] = name
+		}
+	}
+	if Leases("X") == Leases("{X}") {
+		t.Errorf("Leases(X) = Leases({X}) = %q", Leases("X"))
+	}
+	// The keys of queues without braces, which running services use, do not change.
+	if got := Leases("calc"); got != "{calc}:leases" {
+		t.Errorf("Leases(calc) = %q, want {calc}:leases as before", got)
+	}
+}
+
 // TestShards: n names, starting with the queue, each in another n-th of the
 // slot space, for every name and every n, and the same on every call.
 func TestShards(t *testing.T) {
@@ -74,7 +111,7 @@ func TestShards(t *testing.T) {
 					t.Errorf("Shards(%q, %d): %q twice", queue, n, name)
 				}
 				seen[name] = true
-				if name != queue && (hashed(name) == name || Tag(name) != name) {
+				if name != queue && hashed(name) == name {
 					t.Errorf("Shards(%q, %d): shard %q has no hash tag of its own", queue, n, name)
 				}
 			}
