@@ -103,6 +103,41 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+	// A request may name a response list in the slot of its own shard's
+	// processing list, which is another slot than the client's: a server
+	// answers it with the others, in one transaction per slot, and lives.
+	t.Run("response lists in every shard's slot", func(t *testing.T) {
+		q := newQueue(t)
+		serve(t, c, q, redisrpc.WithAtLeastOnce(), redisrpc.WithShards(3), redisrpc.WithHeartbeat(time.Second))
+		client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet), redisrpc.WithShards(3))
+		defer client.Close()
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		shards := keys.Shards(q, 3)
+		var wg sync.WaitGroup
+		for round := range 20 {
+			for i, list := range shards {
+				reply := q + ":rpc:" + list + strconv.Itoa(round)
+				body := fmt.Sprintf(`{"function_call":{"name":"slow","args":[1]},"response_queue":%q,"id":"x"}`, reply)
+				if err := c.Do(cctx, c.B().Rpush().Key(list).Element(body).Build()).Error(); err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() {
+					if _, err := c.Do(cctx, c.B().Blpop().Key(reply).Timeout(10).Build()).AsStrSlice(); err != nil {
+						t.Errorf("the response to %s on shard %d: %v", reply, i, err)
+					}
+				})
+			}
+			for i := range 10 {
+				wg.Go(func() {
+					if got, err := redisrpc.Call(cctx, client, Slow, i); err != nil || got != i {
+						t.Errorf("call %d of round %d: got %d, %v", i, round, got, err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+	})
 	for _, mode := range []string{"at-most-once", "at-least-once"} {
 		t.Run(mode, func(t *testing.T) {
 			q := newQueue(t)

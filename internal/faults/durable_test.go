@@ -27,9 +27,20 @@ var Job = redisrpc.NewEndpoint[int, int]("job")
 // the client when it died, and no request runs again once its caller has its
 // answer. (A client's pop takes responses out of Redis as Redis sends them;
 // the kill loses what was sent and not yet read, so such a call ends with its
-// deadline error although its request ran and was answered.)
+// deadline error although its request ran and was answered.) Over one list,
+// and over three shards, whose answers and removals are one transaction each
+// though the client's response list shares the slot of the first alone.
 func TestDurableQueue(t *testing.T) {
 	t.Parallel()
+	for _, shards := range []int{1, 3} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			t.Parallel()
+			durableQueue(t, shards)
+		})
+	}
+}
+
+func durableQueue(t *testing.T, shards int) {
 	dir := t.TempDir()
 	args := []string{"--appendonly", "yes", "--appendfsync", "always", "--dir", dir}
 	port, kill := ownRedis(t, 0, args...)
@@ -45,7 +56,7 @@ func TestDurableQueue(t *testing.T) {
 		collected = map[int]time.Time{}   // by job: when its caller had the answer
 	)
 	h := &countingHandler{Handler: slog.NewTextHandler(io.Discard, nil)}
-	mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(slog.New(h)), redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second))
+	mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(slog.New(h)), redisrpc.WithAtLeastOnce(), redisrpc.WithHeartbeat(time.Second), redisrpc.WithShards(shards))
 	redisrpc.Handle(mux, Job, func(_ context.Context, n int) (int, error) {
 		mu.Lock()
 		runs[n] = append(runs[n], time.Now())
@@ -56,7 +67,7 @@ func TestDurableQueue(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- mux.Serve(context.Background()) }()
 	defer func() { mux.Shutdown(context.Background()); <-served }()
-	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(slog.New(h)))
+	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(slog.New(h)), redisrpc.WithShards(shards))
 	defer client.Close()
 
 	const callers, jobs = 32, 2000

@@ -43,8 +43,9 @@ type PusherConfig struct {
 // each push that finds the Pusher idle would grow a new stack each time.
 // It is safe for concurrent use.
 type Pusher struct {
-	rc  rueidis.Client
-	cfg PusherConfig
+	rc      rueidis.Client
+	cfg     PusherConfig
+	cluster bool // rc talks to Redis Cluster: a transaction keeps to one slot
 
 	mu      sync.Mutex
 	queued  []Item
@@ -76,7 +77,8 @@ const (
 
 // NewPusher returns a Pusher. Its callbacks must not block.
 func NewPusher(rc rueidis.Client, cfg PusherConfig) *Pusher {
-	return &Pusher{rc: rc, cfg: cfg, window: deadline.NewWindow(context.Background(), writeTimeout, time.Second)}
+	return &Pusher{rc: rc, cfg: cfg, cluster: rc.Mode() == rueidis.ClientModeCluster,
+		window: deadline.NewWindow(context.Background(), writeTimeout, time.Second)}
 }
 
 // Push queues it and makes sure it is sent. It reports false, and queues
@@ -209,11 +211,13 @@ type group struct {
 }
 
 // groupItems groups batch by list, and by processing list where an item's
-// Ack shares its list's hash slot, in order of first appearance, into dst's
-// array. A batch for one list, the common case, is its own group, uncopied.
-func groupItems(dst []group, batch []Item) []group {
+// Ack can be removed in one transaction with its push (in the same hash
+// slot, or anywhere but on Redis Cluster), in order of first appearance,
+// into dst's array. A batch for one list, the common case, is its own
+// group, uncopied.
+func (p *Pusher) groupItems(dst []group, batch []Item) []group {
 	keyOf := func(it *Item) [2]string {
-		if it.Ack != "" && keys.Slot(it.AckList) == keys.Slot(it.Key) {
+		if it.Ack != "" && (!p.cluster || keys.Slot(it.AckList) == keys.Slot(it.Key)) {
 			return [2]string{it.Key, it.AckList}
 		}
 		return [2]string{it.Key, ""}
@@ -242,10 +246,10 @@ func groupItems(dst []group, batch []Item) []group {
 }
 
 // write pushes batch, grouped by list in order of first appearance. Items
-// whose Ack shares their list's hash slot are pushed and acknowledged at
-// once; the others are acknowledged after they are pushed.
+// whose Ack can be removed in one transaction with their push are pushed and
+// acknowledged at once; the others are acknowledged after they are pushed.
 func (p *Pusher) write(batch []Item) {
-	groups := groupItems(p.groups, batch)
+	groups := p.groupItems(p.groups, batch)
 	// The atomic groups first, keeping the order within each kind.
 	plain := func(g group) int {
 		if g.ackList == "" {
@@ -260,13 +264,44 @@ func (p *Pusher) write(batch []Item) {
 	}
 	ctx := p.window.Context()
 	if atomic > 0 {
-		p.writeAtomic(ctx, groups[:atomic])
+		p.writeTransactions(ctx, groups[:atomic])
 	}
 	if atomic < len(groups) {
 		p.writePlain(ctx, groups[atomic:])
 	}
 	clear(groups) // hold no message
 	p.groups = groups[:0]
+}
+
+// writeTransactions sends the transactions of groups: all in one round trip,
+// but on Redis Cluster, where a pipeline with transactions must keep to one
+// hash slot (rueidis panics otherwise), one round trip per slot, at once.
+// A request may name a response list in any slot, of another shard's list
+// among them.
+func (p *Pusher) writeTransactions(ctx context.Context, groups []group) {
+	if !p.cluster {
+		p.writeAtomic(ctx, groups)
+		return
+	}
+	bySlot := map[int][]group{}
+	var slots []int
+	for _, g := range groups {
+		slot := keys.Slot(g.key)
+		if _, ok := bySlot[slot]; !ok {
+			slots = append(slots, slot)
+		}
+		bySlot[slot] = append(bySlot[slot], g)
+	}
+	if len(slots) == 1 {
+		p.writeAtomic(ctx, groups)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, slot := range slots[1:] {
+		wg.Go(func() { p.writeAtomic(ctx, bySlot[slot]) })
+	}
+	p.writeAtomic(ctx, bySlot[slots[0]])
+	wg.Wait()
 }
 
 // writeAtomic pushes each group's responses, gives their list its expiry,
