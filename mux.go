@@ -226,8 +226,10 @@ func (m *Mux) register(name string, h *handler) {
 
 // Serve takes requests from the queue and runs their handlers until ctx ends
 // or Shutdown is called. Up to WithConcurrency handlers run at once; Serve takes
-// a request only when a handler slot is free, so requests wait in Redis, not in
-// memory. Redis failures are logged and retried with back-off; they do not end
+// requests only while a handler slot is free, so requests wait in Redis, not in
+// memory: the most that waits in memory is one per pop (one per shard, and
+// the inbox's at least once) where they outnumber the free slots, taken
+// together while each pop waited for whichever request came first. Redis failures are logged and retried with back-off; they do not end
 // Serve. Serve returns an error at once if m is already serving, and
 // ErrServerClosed after Shutdown.
 //

@@ -483,6 +483,45 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 }
 
+// TestFewSlotsManyPops: a server with fewer handler slots than pops (many
+// shards, or the inbox's pop beside the queue's at least once) serves each
+// call at once when idle: a pop waiting in Redis holds no slot, so pops
+// without one wait there too, and none starves.
+func TestFewSlotsManyPops(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		shards int
+		opts   []redisrpc.MuxOption
+	}{
+		{"8 shards, 2 slots", 8, []redisrpc.MuxOption{redisrpc.WithConcurrency(2)}},
+		{"at least once, 1 slot", 1, []redisrpc.MuxOption{redisrpc.WithConcurrency(1), redisrpc.WithAtLeastOnce()}},
+		{"at least once, 4 shards, 1 slot", 4, []redisrpc.MuxOption{redisrpc.WithConcurrency(1), redisrpc.WithAtLeastOnce()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rc := redisrpctest.Redis(t)
+			q := newQueue(t)
+			mux := redisrpc.NewMux(rc, q, append(tc.opts, redisrpc.WithLogger(quiet), redisrpc.WithShards(tc.shards))...)
+			echo := redisrpc.NewEndpoint[int, int]("echo")
+			redisrpc.Handle(mux, echo, func(_ context.Context, x int) (int, error) { return x, nil })
+			serve(t, mux)
+			c := newClient(t, rc, q, redisrpc.WithShards(tc.shards))
+			for i := range 2*tc.shards + 6 {
+				// A pop waits up to a second: a call that waits for a
+				// slot held by an idle pop takes about that long.
+				ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+				start := time.Now()
+				got, err := redisrpc.Call(ctx, c, echo, i)
+				cancel()
+				if err != nil || got != i {
+					t.Errorf("call %d: got %d, %v after %v; want %d at once", i, got, err, time.Since(start).Round(time.Millisecond), i)
+				}
+			}
+		})
+	}
+}
+
 func TestManyConcurrentCalls(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
@@ -1628,4 +1667,87 @@ func ExampleWithCodec() {
 	// Output:
 	// a.txt -> b.txt <nil>
 	// redisrpc: rename: invalid_argument: rename: json: unknown field "Force"
+}
+
+// TestShardedClientBeforeServers: a client WithShards whose calls come
+// before any server is live sends them to the queue itself, which every
+// server serves, not to shards an unsharded server never reads.
+func TestShardedClientBeforeServers(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	echo := redisrpc.NewEndpoint[int, int]("echo")
+	c := newClient(t, rc, q, redisrpc.WithShards(3))
+	ctx := timeout(t, 4*time.Second)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			if got, err := redisrpc.Call(ctx, c, echo, i); err != nil || got != i {
+				t.Errorf("call %d: got %d, %v; want %d", i, got, err, i)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	redisrpc.Handle(mux, echo, func(_ context.Context, x int) (int, error) { return x, nil })
+	serve(t, mux)
+	wg.Wait()
+}
+
+// TestCallAllShortDeadline: a CallAll with a short deadline does not expire
+// the requests that longer ones left in a server's inbox.
+func TestCallAllShortDeadline(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(1))
+	nap := redisrpc.NewEndpoint[int, int]("nap")
+	redisrpc.Handle(mux, nap, func(_ context.Context, ms int) (int, error) {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return ms, nil
+	})
+	serve(t, mux)
+	c := newClient(t, rc, q)
+	busy := make(chan error, 2)
+	for range 2 { // one runs, one waits for the slot: the inbox keeps A's request
+		go func() { _, err := redisrpc.Call(timeout(t, 5*time.Second), c, nap, 400); busy <- err }()
+	}
+	time.Sleep(200 * time.Millisecond)
+	long := make(chan []redisrpc.Result[int], 1)
+	go func() {
+		res, _ := redisrpc.CallAll(timeout(t, 5*time.Second), c, nap, 1)
+		long <- res
+	}()
+	time.Sleep(100 * time.Millisecond)
+	redisrpc.CallAll(timeout(t, 100*time.Millisecond), c, nap, 2)
+	start := time.Now()
+	if res := <-long; len(res) != 1 || res[0].Err != nil || res[0].Value != 1 {
+		t.Errorf("CallAll with 5 s beside one with 100 ms: got %+v after %v, want one answer of 1", res, time.Since(start).Round(time.Millisecond))
+	}
+	for range 2 {
+		if err := <-busy; err != nil {
+			t.Errorf("a call that kept the server busy: %v", err)
+		}
+	}
+}
+
+// TestCallAllMessageLimit: CallAll refuses a request over the servers'
+// message limit, as Call does.
+func TestCallAllMessageLimit(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithMaxMessageSize(200))
+	echo := redisrpc.NewEndpoint[string, string]("echo")
+	redisrpc.Handle(mux, echo, func(_ context.Context, s string) (string, error) { return s, nil })
+	serve(t, mux)
+	c := newClient(t, rc, q)
+	big := strings.Repeat("x", 1000)
+	if _, err := redisrpc.Call(timeout(t, 3*time.Second), c, echo, big); !errors.Is(err, redisrpc.ErrTooLarge) {
+		t.Errorf("Call: got %v, want ErrTooLarge", err)
+	}
+	res, err := redisrpc.CallAll(timeout(t, 3*time.Second), c, echo, big)
+	if err != nil || len(res) != 1 || !errors.Is(res[0].Err, redisrpc.ErrTooLarge) {
+		t.Errorf("CallAll: got %+v, %v; want one result with ErrTooLarge", res, err)
+	}
 }

@@ -24,17 +24,16 @@ func (r *run) loop(loop lists.Loop, share int) {
 	}
 	window := deadline.NewWindow(parent, lists.MaxPopWait, time.Second)
 	for {
-		n, ok := r.acquire(share)
+		n, ok := r.reserve(share)
 		if !ok {
 			return
 		}
 		msgs, err := s.source.Pop(window.Context(), loop, PollInterval, n)
+		r.unreserve(n)
 		if r.stopped() {
-			r.release(n)
 			r.giveBack(msgs)
 			return
 		}
-		r.release(n - len(msgs))
 		if err != nil {
 			// maxBackoff bounds how long after Redis is back this loop notices.
 			backoff = min(max(2*backoff, 50*time.Millisecond), maxBackoff)
@@ -50,12 +49,21 @@ func (r *run) loop(loop lists.Loop, share int) {
 			s.pops.Add(1)
 			s.taken.Add(int64(len(msgs)))
 		}
-		for _, msg := range msgs {
-			select {
-			case r.work <- msg:
-			default: // no worker idle; there are fewer workers than slots
-				r.startWorker(msg)
+		for i := 0; i < len(msgs); {
+			k, ok := r.acquire(len(msgs) - i)
+			if !ok { // stopping: what has not started goes back
+				r.giveBack(msgs[i:])
+				s.done.Add(int64(len(msgs) - i))
+				return
 			}
+			for _, msg := range msgs[i : i+k] {
+				select {
+				case r.work <- msg:
+				default: // no worker idle; there are fewer workers than slots
+					r.startWorker(msg)
+				}
+			}
+			i += k
 		}
 		// Let the workers just handed requests start before this loop goes
 		// back to Redis; on a single list another pop waits there already
@@ -81,40 +89,93 @@ func (r *run) giveBack(msgs []lists.Msg) {
 	r.s.log.Debug("redisrpc: gave back requests taken while stopping", "queue", r.s.cfg.Queue, "requests", len(msgs))
 }
 
-// acquire waits for at least one free handler slot and takes up to limit. It
-// reports false once the server stops.
-func (r *run) acquire(limit int) (int, bool) {
+// Slots: a request holds one from when its pop brings it until it is
+// settled; a pop waiting in Redis holds none, so that pops on many lists
+// (shards, the inbox) share few slots and none starves: it reserves what it
+// may bring, which bounds the count it asks for.
+
+// reserve returns how many requests a pop may take: up to limit of the slots
+// that neither requests nor other pops hold, or one where pops have reserved
+// every free slot, as a pop waits in Redis for the request of any of them.
+// It waits while requests hold every slot, and reports false once the
+// server stops.
+func (r *run) reserve(limit int) (int, bool) {
 	for {
 		if r.stopped() { // stopping wins over a free slot
 			return 0, false
 		}
 		r.slotMu.Lock()
-		n := min(r.free, limit)
-		r.free -= n
-		r.slotMu.Unlock()
+		n := min(r.free-r.reserved, limit)
+		if n <= 0 && r.free > 0 {
+			n = 1
+		}
 		if n > 0 {
+			r.reserved += n
+			r.slotMu.Unlock()
 			return n, true
 		}
+		freed := r.freedLocked()
+		r.slotMu.Unlock()
 		select {
-		case <-r.freed:
+		case <-freed:
 		case <-r.stopping:
 			return 0, false
 		}
 	}
 }
 
-// release returns n handler slots.
+// unreserve ends the reservation of a pop that returned.
+func (r *run) unreserve(n int) {
+	r.slotMu.Lock()
+	r.reserved -= n
+	r.slotMu.Unlock()
+}
+
+// acquire waits for at least one free slot and takes up to limit, for
+// requests a pop brought. It reports false once the server stops.
+func (r *run) acquire(limit int) (int, bool) {
+	for {
+		if r.stopped() {
+			return 0, false
+		}
+		r.slotMu.Lock()
+		n := min(r.free, limit)
+		r.free -= n
+		if n > 0 {
+			r.slotMu.Unlock()
+			return n, true
+		}
+		freed := r.freedLocked()
+		r.slotMu.Unlock()
+		select {
+		case <-freed:
+		case <-r.stopping:
+			return 0, false
+		}
+	}
+}
+
+// freedLocked returns a channel closed at the next release. r.slotMu must be
+// held.
+func (r *run) freedLocked() <-chan struct{} {
+	if r.freed == nil {
+		r.freed = make(chan struct{})
+	}
+	return r.freed
+}
+
+// release returns n handler slots, and wakes every loop waiting for one.
 func (r *run) release(n int) {
 	if n == 0 {
 		return
 	}
 	r.slotMu.Lock()
 	r.free += n
-	r.slotMu.Unlock()
-	select {
-	case r.freed <- struct{}{}:
-	default:
+	if r.freed != nil {
+		close(r.freed)
+		r.freed = nil
 	}
+	r.slotMu.Unlock()
 }
 
 // sleep waits for d, and reports false if the server stops first.

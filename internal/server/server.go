@@ -142,9 +142,10 @@ type run struct {
 	idle    chan struct{}    // closed when no worker is left after work closed
 	closing bool             // work is closed
 
-	slotMu sync.Mutex
-	free   int           // handler slots not in use
-	freed  chan struct{} // signalled when a slot frees
+	slotMu   sync.Mutex
+	free     int           // handler slots not held by a request
+	reserved int           // requests the pops under way may bring
+	freed    chan struct{} // closed when a slot frees, if anybody waits
 }
 
 // Serve serves until ctx ends or Shutdown is called; see Mux.Serve.
@@ -153,7 +154,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s: s, ctx: ctx,
 		stopping: make(chan struct{}), aborted: make(chan struct{}),
 		work: make(chan lists.Msg), done: make(chan struct{}), workers: map[*worker]bool{}, idle: make(chan struct{}),
-		free: s.cfg.Concurrency, freed: make(chan struct{}, 1),
+		free: s.cfg.Concurrency,
 	}
 	r.handlers, r.cutOff = context.WithCancelCause(context.WithoutCancel(ctx))
 	r.pops, r.cancelPops = context.WithCancel(context.Background())
