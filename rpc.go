@@ -320,8 +320,10 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithShards spreads a service over n request lists on different hash slots,
 // and so, on Redis Cluster, over different masters: the queue itself and n-1
-// lists named after it. A Client sends each call to the next list in turn; a
-// Mux keeps a pop waiting on each and takes from each at most an equal share
+// lists named after it. A Client sends each call to the next list in turn of
+// those its servers registered (it reads the registry every two seconds),
+// and to the queue itself, which every Mux serves, while none is live or
+// their counts differ; a Mux keeps a pop waiting on each and takes from each at most an equal share
 // of its free handler slots. Requests are taken in order within a list, not
 // across lists. Give a service's clients and servers the same n; classic
 // clients use the queue itself, which every Mux serves. The default is 1;

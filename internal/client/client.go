@@ -281,7 +281,11 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 	}
 	defer c.release()
 	req.Sent = time.Now().UnixMilli()
-	body, err := c.encode(req, c.cfg.MaxMessage)
+	v, err := c.read(ctx)
+	if err != nil {
+		return "", err
+	}
+	body, err := c.encode(req, v.maxRequest)
 	if err != nil {
 		return "", err
 	}
@@ -294,10 +298,9 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 	if dl, ok := ctx.Deadline(); ok {
 		ttl = max(time.Until(dl), time.Millisecond)
 	}
-	inbox := keys.Inbox(c.cfg.Queue, server)
-	if err := lists.FirstErr(c.rc.DoMulti(ctx,
-		c.rc.B().Rpush().Key(inbox).Element(rueidis.BinaryString(body)).Build(),
-		c.rc.B().Pexpire().Key(inbox).Milliseconds(ttl.Milliseconds()).Build())); err != nil {
+	// The inbox is shared by every caller of the server: its expiry is only
+	// ever extended, so that a short call does not expire longer ones.
+	if err := lists.PushExtend(ctx, c.rc, keys.Inbox(c.cfg.Queue, server), ttl, rueidis.BinaryString(body)); err != nil {
 		c.unregister(req.ID)
 		return "", fmt.Errorf("sending the request: %w", err)
 	}
@@ -309,9 +312,22 @@ func (c *Client) Live(ctx context.Context) ([]string, error) {
 	return registry.LiveIDs(ctx, c.rc, c.cfg.Queue)
 }
 
-// current returns the client's view of its servers, reading the registry
-// first at the first call; and with FailFast, fails while it shows none.
+// current returns the client's view of its servers, as read does; and with
+// FailFast, fails while it shows none.
 func (c *Client) current(ctx context.Context) (*view, error) {
+	v, err := c.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.FailFast && v.read && v.live == 0 {
+		return nil, c.cfg.Unavailable
+	}
+	return v, nil
+}
+
+// read returns the client's view of its servers, reading the registry first
+// at the first call.
+func (c *Client) read(ctx context.Context) (*view, error) {
 	if !c.ready.Load() { // the first calls wait for the first reading
 		c.watching.Do(c.watch)
 		select {
@@ -321,11 +337,7 @@ func (c *Client) current(ctx context.Context) (*view, error) {
 			return nil, ctx.Err()
 		}
 	}
-	v := c.view.Load()
-	if c.cfg.FailFast && v.read && v.live == 0 {
-		return nil, c.cfg.Unavailable
-	}
-	return v, nil
+	return c.view.Load(), nil
 }
 
 // watch starts reading the registry every registryRefresh, until Close.
@@ -373,12 +385,13 @@ func (c *Client) refresh(failing bool) bool {
 		c.cfg.Logger.Info("redisrpc: reading the registry again", "queue", c.cfg.Queue)
 	}
 	old := c.view.Load()
-	v := &view{read: true, live: len(infos), lists: old.lists, maxRequest: c.cfg.MaxMessage}
+	// Every server serves the queue itself; its shards depend on its count
+	// (keys.Shards), so calls go to shards only where every live server
+	// registered the same count, and to the queue while none is live.
+	v := &view{read: true, live: len(infos), lists: []string{c.cfg.Queue}, maxRequest: c.cfg.MaxMessage}
 	shards := map[int]bool{}
 	for _, info := range infos {
-		if info.Shards > 0 {
-			shards[info.Shards] = true
-		}
+		shards[info.Shards] = true // 0 where a server published no entry yet
 		if info.MaxMessage > 0 {
 			v.maxRequest = min(v.maxRequest, info.MaxMessage)
 		}
@@ -386,15 +399,17 @@ func (c *Client) refresh(failing bool) bool {
 	switch {
 	case len(shards) > 1:
 		if !c.disagreed.Swap(true) {
-			c.cfg.Logger.Error("redisrpc: the servers of the queue registered different shard counts; calls to the shards some do not serve wait for others",
-				"queue", c.cfg.Queue, "shards", slices.Sorted(maps.Keys(shards)), "client_shards", len(old.lists))
+			c.cfg.Logger.Warn("redisrpc: the servers of the queue registered different shard counts; calls go to the queue itself, which all serve",
+				"queue", c.cfg.Queue, "shards", slices.Sorted(maps.Keys(shards)))
 		}
 	case len(shards) == 1:
 		c.disagreed.Store(false)
 		for n := range shards {
-			if n != len(old.lists) {
-				c.cfg.Logger.Info("redisrpc: using the shard count the servers registered", "queue", c.cfg.Queue, "shards", n, "configured", c.cfg.Shards)
-				v.lists = keys.Shards(c.cfg.Queue, n)
+			if n > 1 {
+				v.lists = old.lists
+				if n != len(old.lists) {
+					v.lists = keys.Shards(c.cfg.Queue, n)
+				}
 			}
 		}
 	}

@@ -193,11 +193,16 @@ func (s *Source) Wake(ctx context.Context) error {
 				s.rc.B().Expire().Key(loop.wake).Seconds(10).Build())
 		}
 	}
+	var errs []error
 	if len(tokens) > 0 {
-		cmds = append(cmds, s.rc.B().Rpush().Key(s.inbox).Element(tokens...).Build(),
-			s.rc.B().Expire().Key(s.inbox).Seconds(10).Build())
+		// The inbox holds CallAll's requests too, which expire with their
+		// callers' deadlines: its expiry is only ever extended.
+		errs = append(errs, PushExtend(ctx, s.rc, s.inbox, 10*time.Second, tokens...))
 	}
-	return FirstErr(s.rc.DoMulti(ctx, cmds...))
+	if len(cmds) > 0 {
+		errs = append(errs, FirstErr(s.rc.DoMulti(ctx, cmds...)))
+	}
+	return errors.Join(errs...)
 }
 
 // Cancellable reports whether loop's pops may be cancelled: at least once,
