@@ -2,6 +2,8 @@ package inspect
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
@@ -17,8 +19,10 @@ import (
 // (WithMaxDeliveries), each server that took it having stopped before
 // answering.
 type DeadLetter struct {
+	// Ref names this dead letter and no other, for as long as it is one:
+	// the first 12 hex digits of the SHA-1 of the dead letter as stored.
+	Ref        string
 	List       string // the request list it came from
-	Index      int    // its place in that list's dead letters, newest first
 	Request    string // the request as it was queued
 	Function   string // of the request, where it decodes
 	ID         string // of the request, where it has one
@@ -26,6 +30,15 @@ type DeadLetter struct {
 	Deliveries int
 	At         time.Time // when it became a dead letter
 	Server     string    // the last server that took it
+	// Answered says that its caller may have been told it failed: when a
+	// request becomes a dead letter, its server answers the caller with
+	// CodeInternal where the request names a response queue of the queue
+	// and its deadline has not passed. Such a caller may have undone what
+	// it did for the call; requeuing runs the request again all the same,
+	// so Requeue refuses it unless given WithAnswered.
+	Answered bool
+
+	stored string // the dead letter as stored, JSON
 }
 
 // deadLetter is a dead letter as a server writes it.
@@ -35,7 +48,13 @@ type deadLetter struct {
 	Deliveries int    `json:"deliveries"`
 	At         int64  `json:"at"`
 	Server     string `json:"server"`
+	Answered   *bool  `json:"answered"` // nil where written before servers marked it
 }
+
+// clockLag is how far behind Redis' clock the server that answers a dead
+// letter's caller may run: the servers' script marks answered the dead
+// letters whose deadline had not passed this long before, by Redis' clock.
+const clockLag = 5 * time.Second
 
 // lists returns the request lists of queue, as Queue.Lists names them.
 func lists(ctx context.Context, rc rueidis.Client, queue string) ([]string, error) {
@@ -59,19 +78,36 @@ func DeadLetters(ctx context.Context, rc rueidis.Client, queue string) ([]DeadLe
 		if err != nil {
 			return nil, err
 		}
-		for i, s := range raw {
+		for _, s := range raw {
 			var d deadLetter
 			if err := json.Unmarshal([]byte(s), &d); err != nil {
 				continue
 			}
-			dl := DeadLetter{List: list, Index: i, Request: d.Request, Why: d.Why, Deliveries: d.Deliveries, At: time.UnixMilli(d.At), Server: d.Server}
+			sum := sha1.Sum([]byte(s))
+			dl := DeadLetter{Ref: hex.EncodeToString(sum[:6]), List: list, Request: d.Request, Why: d.Why, Deliveries: d.Deliveries,
+				At: time.UnixMilli(d.At), Server: d.Server, stored: s}
 			if req, err := wire.DecodeRequest(d.Request); err == nil {
-				dl.Function, dl.ID = req.FunctionCall.Name, req.ID
+				dl.Function, dl.ID, dl.Answered = req.FunctionCall.Name, req.ID, answered(queue, d, req)
 			}
 			out = append(out, dl)
 		}
 	}
 	return out, nil
+}
+
+// answered says whether the server answered the caller of d, a dead letter
+// of queue, whose request decodes as req: the servers' mark, which errs
+// towards true, narrowed with what only a reader that knows the queue can
+// check; for dead letters written before servers marked them, the servers'
+// rule (Server.answerDead) at the time it became one.
+func answered(queue string, d deadLetter, req wire.Request) bool {
+	if !wire.ValidResponseQueue(queue, req.ResponseQueue) {
+		return false
+	}
+	if d.Answered != nil {
+		return *d.Answered
+	}
+	return req.Deadline == 0 || req.Deadline > d.At-clockLag.Milliseconds()
 }
 
 // requeueScript moves a dead letter's request back to the tail of its list,
@@ -86,24 +122,43 @@ redis.call('HDEL', KEYS[3], redis.sha1hex(ARGV[2]))
 redis.call('RPUSH', KEYS[1], ARGV[2])
 return 1`)
 
-// ErrGone is returned by Requeue for a dead letter that is no longer there.
+// ErrGone is returned by Requeue for a dead letter that is no longer there:
+// requeued or purged since it was read.
 var ErrGone = errors.New("inspect: the dead letter is gone")
 
+// ErrAnswered is returned by Requeue, without WithAnswered, for a dead
+// letter whose caller may have been told it failed (DeadLetter.Answered).
+var ErrAnswered = errors.New("inspect: the dead letter's caller was told it failed; requeuing runs it again")
+
+// RequeueOption is an option of Requeue.
+type RequeueOption func(*requeueConfig)
+
+type requeueConfig struct{ answered bool }
+
+// WithAnswered lets Requeue requeue a dead letter whose caller may have been
+// told it failed (DeadLetter.Answered): the request runs again although its
+// caller may have undone what it did. By default Requeue refuses one with
+// ErrAnswered.
+func WithAnswered() RequeueOption { return func(c *requeueConfig) { c.answered = true } }
+
 // Requeue puts the request of dead letter d, from DeadLetters, back at the
-// tail of its list, to be delivered again as often as when it was new.
-func Requeue(ctx context.Context, rc rueidis.Client, d DeadLetter) error {
-	raw, err := rc.Do(ctx, rc.B().Lindex().Key(keys.Dead(d.List)).Index(int64(d.Index)).Build()).ToString()
-	if rueidis.IsRedisNil(err) {
-		return ErrGone
+// tail of its list, to be delivered again as often as when it was new. It
+// acts on d alone, wherever d now lies among the dead letters, and returns
+// ErrGone where d is no longer one, and ErrAnswered where d.Answered and
+// not WithAnswered. It is safe for concurrent use: of two requeues of the
+// same dead letter, one returns ErrGone.
+func Requeue(ctx context.Context, rc rueidis.Client, d DeadLetter, opts ...RequeueOption) error {
+	var c requeueConfig
+	for _, o := range opts {
+		o(&c)
 	}
-	if err != nil {
-		return err
+	if d.stored == "" {
+		return errors.New("inspect: Requeue takes a dead letter that DeadLetters returned")
 	}
-	var cur deadLetter
-	if json.Unmarshal([]byte(raw), &cur) != nil || cur.Request != d.Request || time.UnixMilli(cur.At) != d.At {
-		return ErrGone // another took its place
+	if d.Answered && !c.answered {
+		return ErrAnswered
 	}
-	n, err := requeueScript.Exec(ctx, rc, []string{d.List, keys.Dead(d.List), keys.Deliveries(d.List)}, []string{raw, d.Request}).AsInt64()
+	n, err := requeueScript.Exec(ctx, rc, []string{d.List, keys.Dead(d.List), keys.Deliveries(d.List)}, []string{d.stored, d.Request}).AsInt64()
 	if err == nil && n == 0 {
 		err = ErrGone
 	}

@@ -5,7 +5,7 @@
 //	redisrpc info QUEUE
 //	redisrpc stats [-watch] [-interval D] QUEUE
 //	redisrpc bench [-c N] [-d D] [-kwargs JSON] QUEUE FUNCTION [ARG ...]
-//	redisrpc dead [-requeue all|N] [-purge] QUEUE
+//	redisrpc dead [-requeue all|REF[,REF...]] [-force] [-purge] QUEUE
 //	redisrpc web [-addr 127.0.0.1:8080] [-allow-actions]
 //
 // Every command takes -url, the Redis to talk to: REDIS_URL by default, else
@@ -19,6 +19,12 @@
 // stderr. It fails at once with unavailable when no live server of the
 // queue is registered, unless -wait, or -classic (classic servers do not
 // register).
+//
+// dead lists a queue's dead letters, each with a REF that names it and no
+// other. -requeue REF acts on that one alone, or says it is gone. A dead
+// letter whose caller was told it failed (internal) when it became one is
+// listed as "told it failed": the caller may have undone its work, and
+// -requeue refuses it, saying why, unless -force.
 package main
 
 import (
@@ -58,7 +64,7 @@ const usage = `usage: redisrpc COMMAND [-url URL] [flags] ...
   stats [-watch] QUEUE             calls, errors and latency by function
   bench [-c N] [-d D] QUEUE FUNCTION [ARG ...]
                                    calls/s and latency against a live service
-  dead [-requeue all|N] [-purge] QUEUE
+  dead [-requeue all|REF,...] [-force] [-purge] QUEUE
                                    dead letters: list, requeue, purge
   web [-addr 127.0.0.1:8080] [-allow-actions]
                                    a live dashboard of every service, in the browser

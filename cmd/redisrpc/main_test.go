@@ -18,6 +18,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/inspect"
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/localredis"
 	"github.com/redisrpc/redisrpc/redisrpctest"
@@ -285,33 +286,88 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-// TestDead: redisrpc dead lists the dead letters of a queue, requeues one
-// or all, and purges them.
+// TestDead: redisrpc dead lists the dead letters of a queue, each with a
+// REF and whether its caller was told it failed; requeues by REF the one
+// listed, not one that arrived since; refuses without -force those whose
+// callers were told they failed; requeues all; and purges them.
 func TestDead(t *testing.T) {
 	srv, rc := realRedisClient(t)
 	q := redisrpctest.Queue(t)
 	ctx := context.Background()
-	dead := keys.Dead(q)
-	for i := range 3 {
-		req := fmt.Sprintf(`{"function_call":{"name":"sum","args":[%d]},"response_queue":"%s:rpc:X","id":"%d"}`, i, q, i)
-		entry, _ := json.Marshal(map[string]any{"request": req, "why": "delivered as often as allowed (WithMaxDeliveries)", "deliveries": 3, "at": 1764050000000 + i, "server": "S1"})
-		if err := rc.Do(ctx, rc.B().Lpush().Key(dead).Element(string(entry)).Build()).Error(); err != nil {
+	push := func(id string, answered bool) string {
+		req := fmt.Sprintf(`{"function_call":{"name":"sum","args":[1]},"response_queue":"%s:rpc:X","id":"%s"}`, q, id)
+		entry, _ := json.Marshal(map[string]any{"request": req, "why": "delivered as often as allowed (WithMaxDeliveries)", "deliveries": 3,
+			"at": time.Now().UnixMilli(), "server": "S1", "answered": answered})
+		if err := rc.Do(ctx, rc.B().Lpush().Key(keys.Dead(q)).Element(string(entry)).Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
+		return req
 	}
+	queued := func() []string {
+		got, _ := rc.Do(ctx, rc.B().Lrange().Key(q).Start(0).Stop(-1).Build()).AsStrSlice()
+		rc.Do(ctx, rc.B().Del().Key(q).Build())
+		return got
+	}
+	refOf := func(id string) string {
+		dead, err := inspect.DeadLetters(ctx, rc, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range dead {
+			if d.ID == id {
+				return d.Ref
+			}
+		}
+		t.Fatalf("no dead letter %s in %+v", id, dead)
+		return ""
+	}
+	seen := push("seen", false)
+	push("charged", true)
+	seenRef, chargedRef := refOf("seen"), refOf("charged")
 	code, stdout, stderr := cli(t, srv.URL, "dead", q)
-	if code != 0 || !containsLine(stdout, "0", "3", "sum", "2", "S1") || !containsLine(stdout, "2", "sum", "0") || !strings.Contains(stdout, "why: delivered") {
+	if code != 0 || !containsLine(stdout, seenRef, "3", "sum", "seen", "-", "S1") ||
+		!containsLine(stdout, chargedRef, "sum", "charged", "told it failed", "S1") || !strings.Contains(stdout, "why: delivered") ||
+		!strings.Contains(stdout, "-requeue refuses those without -force") {
 		t.Fatalf("dead: got %d:\n%s%s", code, stdout, stderr)
 	}
-	if code, stdout, _ := cli(t, srv.URL, "dead", "-requeue", "0", q); code != 0 || !strings.Contains(stdout, "requeued 1 of 1") {
-		t.Errorf("dead -requeue 0: got %d, %q", code, stdout)
+	push("newer", false) // arrives after the list was read: it is the newest now
+	if code, stdout, stderr := cli(t, srv.URL, "dead", "-requeue", seenRef, q); code != 0 || !strings.Contains(stdout, "requeued 1 of 1") {
+		t.Errorf("dead -requeue REF: got %d, %q, %q", code, stdout, stderr)
 	}
-	if got, _ := rc.Do(ctx, rc.B().Lrange().Key(q).Start(0).Stop(-1).Build()).AsStrSlice(); len(got) != 1 || !strings.Contains(got[0], `"id":"2"`) {
-		t.Errorf("the queue after requeueing the newest: %q", got)
+	if got := queued(); len(got) != 1 || got[0] != seen {
+		t.Errorf("the queue after requeueing the one listed: got %q, want %q", got, seen)
 	}
-	if code, _, stderr := cli(t, srv.URL, "dead", "-requeue", "9", q); code != 2 || !strings.Contains(stderr, "want all, or a number from 0 to 1") {
-		t.Errorf("dead -requeue 9: got %d, %q", code, stderr)
+	if code, _, stderr := cli(t, srv.URL, "dead", "-requeue", seenRef, q); code != 1 || !strings.Contains(stderr, "not among the dead letters") {
+		t.Errorf("dead -requeue of one requeued already: got %d, %q", code, stderr)
 	}
+	code, stdout, stderr = cli(t, srv.URL, "dead", "-requeue", chargedRef, q)
+	if code != 1 || !strings.Contains(stderr, "refused: its caller was told it failed (internal)") || !strings.Contains(stderr, "runs sum again; pass -force") ||
+		!strings.Contains(stdout, "requeued 0 of 1") {
+		t.Errorf("dead -requeue of an answered one: got %d, %q, %q; want a refusal", code, stdout, stderr)
+	}
+	if got := queued(); len(got) != 0 {
+		t.Errorf("refused, yet queued: %q", got)
+	}
+	code, stdout, stderr = cli(t, srv.URL, "dead", "-requeue", "all", q)
+	if code != 1 || !strings.Contains(stdout, "requeued 1 of 2") || !strings.Contains(stdout, "refused 1") || !strings.Contains(stderr, "charged") {
+		t.Errorf("dead -requeue all: got %d, %q, %q; want the answered one refused", code, stdout, stderr)
+	}
+	if got := queued(); len(got) != 1 || !strings.Contains(got[0], `"id":"newer"`) {
+		t.Errorf("the queue after -requeue all: got %q, want newer", got)
+	}
+	if code, stdout, stderr := cli(t, srv.URL, "dead", "-requeue", chargedRef, "-force", q); code != 0 || !strings.Contains(stdout, "requeued 1 of 1") {
+		t.Errorf("dead -requeue -force: got %d, %q, %q", code, stdout, stderr)
+	}
+	if got := queued(); len(got) != 1 || !strings.Contains(got[0], `"id":"charged"`) {
+		t.Errorf("the queue after -force: got %q, want charged", got)
+	}
+	for _, arg := range []string{"0", "9", "xyz", "ABCDEF012345"} {
+		if code, _, stderr := cli(t, srv.URL, "dead", "-requeue", arg, q); code != 2 || !strings.Contains(stderr, "want all, or the REF of a dead letter") {
+			t.Errorf("dead -requeue %s: got %d, %q", arg, code, stderr)
+		}
+	}
+	push("a", false)
+	push("b", false)
 	if code, stdout, _ := cli(t, srv.URL, "dead", "-purge", q); code != 0 || stdout != "purged 2 dead letters of "+q+"\n" {
 		t.Errorf("dead -purge: got %d, %q", code, stdout)
 	}

@@ -40,14 +40,32 @@ return out`)
 // back at the head of the list, or, once it was delivered max times, into the
 // dead letters, capped at cap, and then reports false. Deliveries are counted
 // by the SHA-1 of the request, in a hash that expires a day after the last.
+//
+// A dead letter's answered member says whether its caller may have been told
+// it failed: the server answers the callers of new dead letters that name a
+// valid response queue and whose deadline has not passed (Server.answerDead).
+// The mark errs towards true: it asks for a response queue in any queue's
+// namespace (the script does not know the queue), allows the server's clock
+// to lag Redis' by 5 s, and marks a request it cannot decode; readers that
+// know the queue narrow it (inspect.DeadLetters).
 const redeliver = `
+local function answered(msg, now)
+  local ok, req = pcall(cjson.decode, msg)
+  if not ok then return true end
+  if type(req) ~= 'table' then return false end
+  local rq = req['response_queue']
+  if type(rq) ~= 'string' or not string.find(rq, ':rpc:', 1, true) then return false end
+  local deadline = req['deadline']
+  return type(deadline) ~= 'number' or deadline == 0 or deadline > now - 5000
+end
 local function redeliver(list, deliveries, dead, msg, max, cap, why, server, now)
   local h = redis.sha1hex(msg)
   local n = redis.call('HINCRBY', deliveries, h, 1)
   redis.call('PEXPIRE', deliveries, 86400000)
   if n >= max then
     redis.call('HDEL', deliveries, h)
-    redis.call('LPUSH', dead, cjson.encode({request = msg, why = why, deliveries = n, at = now, server = server}))
+    redis.call('LPUSH', dead, cjson.encode({request = msg, why = why, deliveries = n, at = now, server = server,
+      answered = answered(msg, now)}))
     redis.call('LTRIM', dead, 0, cap - 1)
     return false
   end

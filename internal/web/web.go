@@ -99,14 +99,16 @@ type Function struct {
 	P99US    int64             `json:"p99_us"`
 }
 
-// Dead is a dead letter.
+// Dead is a dead letter. Ref names it for /api/dead/requeue; Answered says
+// its caller was told it failed (see inspect.DeadLetter).
 type Dead struct {
-	Index      int    `json:"index"`
+	Ref        string `json:"ref"`
 	List       string `json:"list"`
 	At         int64  `json:"at"`
 	Deliveries int    `json:"deliveries"`
 	Function   string `json:"function"`
 	ID         string `json:"id"`
+	Answered   bool   `json:"answered"`
 	Why        string `json:"why"`
 	Request    string `json:"request"`
 }
@@ -220,8 +222,8 @@ func (s *Server) service(q *inspect.Queue, dead []inspect.DeadLetter, r reading)
 			Calls: st.Calls, Errors: st.Errors, P50US: st.P50.Microseconds(), P99US: st.P99.Microseconds()})
 	}
 	for _, d := range dead {
-		svc.Dead = append(svc.Dead, Dead{Index: d.Index, List: d.List, At: d.At.UnixMilli(), Deliveries: d.Deliveries,
-			Function: d.Function, ID: d.ID, Why: d.Why, Request: d.Request})
+		svc.Dead = append(svc.Dead, Dead{Ref: d.Ref, List: d.List, At: d.At.UnixMilli(), Deliveries: d.Deliveries,
+			Function: d.Function, ID: d.ID, Answered: d.Answered, Why: d.Why, Request: d.Request})
 	}
 	return svc
 }
@@ -325,29 +327,57 @@ func (s *Server) client(queue string) *redisrpc.Client {
 	return c
 }
 
+// requeueResult is the outcome of a requeue from the page, by Ref.
+type requeueResult struct {
+	Requeued int      `json:"requeued"`
+	Gone     []string `json:"gone"`    // requeued or purged since they were read
+	Refused  []string `json:"refused"` // their callers were told they failed, and force was not given
+}
+
+// requeue requeues the dead letters the page names by Ref: those it showed,
+// and no other that took their place since. Those whose callers were told
+// they failed need force, which the page sends once the person confirmed.
 func (s *Server) requeue(ctx context.Context, body json.RawMessage) (any, error) {
 	var req struct {
-		Queue string `json:"queue"`
-		Index *int   `json:"index"` // nil: all
-		List  string `json:"list"`
+		Queue string   `json:"queue"`
+		Refs  []string `json:"refs"`
+		Force bool     `json:"force"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil || req.Queue == "" {
-		return nil, errors.New(`want {"queue": ..., "list": ..., "index": n}, without index for all`)
+	if err := json.Unmarshal(body, &req); err != nil || req.Queue == "" || len(req.Refs) == 0 {
+		return nil, errors.New(`want {"queue": ..., "refs": [...], "force": false}, the refs as /api/state shows them; ` +
+			`force requeues those whose callers were told they failed, too`)
 	}
 	dead, err := inspect.DeadLetters(ctx, s.rc, req.Queue)
 	if err != nil {
 		return nil, err
 	}
-	done := 0
+	byRef := map[string]inspect.DeadLetter{}
 	for _, d := range dead {
-		if req.Index != nil && (d.Index != *req.Index || d.List != req.List) {
+		byRef[d.Ref] = d
+	}
+	var opts []inspect.RequeueOption
+	if req.Force {
+		opts = append(opts, inspect.WithAnswered())
+	}
+	out := requeueResult{Gone: []string{}, Refused: []string{}}
+	for _, ref := range req.Refs {
+		d, ok := byRef[ref]
+		if !ok {
+			out.Gone = append(out.Gone, ref)
 			continue
 		}
-		if err := inspect.Requeue(ctx, s.rc, d); err == nil {
-			done++
+		switch err := inspect.Requeue(ctx, s.rc, d, opts...); {
+		case errors.Is(err, inspect.ErrAnswered):
+			out.Refused = append(out.Refused, ref)
+		case errors.Is(err, inspect.ErrGone):
+			out.Gone = append(out.Gone, ref)
+		case err != nil:
+			return nil, err
+		default:
+			out.Requeued++
 		}
 	}
-	return map[string]int{"requeued": done}, nil
+	return out, nil
 }
 
 func (s *Server) purge(ctx context.Context, body json.RawMessage) (any, error) {

@@ -113,7 +113,10 @@ function render(state) {
     let card = cards.get(svc.queue);
     if (!card) {
       card = {root: el("section", {class: "service", id: "service-" + svc.queue}), body: el("div")};
-      if (state.actions) card.call = callForm(svc);
+      if (state.actions) {
+        card.call = callForm(svc);
+        card.deadResult = el("div", {class: "result dead-result"});
+      }
       card.root.append(card.body);
       if (card.call) card.root.append(el("h3", {}, "Call a function"), card.call.form, card.call.result);
       cards.set(svc.queue, card);
@@ -125,14 +128,14 @@ function render(state) {
       card.call.select.replaceChildren(...svc.functions.map(f => el("option", {value: f.name}, f.name)));
       if (svc.functions.some(f => f.name === cur)) card.call.select.value = cur;
     }
-    card.body.replaceChildren(...body(svc, state.actions));
+    card.body.replaceChildren(...body(svc, state.actions, card.deadResult));
   }
   for (const [queue, card] of cards) {
     if (!seen.has(queue)) { card.root.remove(); cards.delete(queue); }
   }
 }
 
-function body(svc, actions) {
+function body(svc, actions, deadResult) {
   const parts = [
     el("h2", {}, svc.queue),
     el("div", {class: "facts"},
@@ -157,17 +160,57 @@ function body(svc, actions) {
       svc.processing.map(p => [p.Server, p.List, p.Requests, p.Live ? "live" : "gone: given back at the next beat"])));
   }
   if (svc.dead.length) {
-    const rows = svc.dead.map(d => [new Date(d.at).toLocaleString(), d.deliveries, d.function, d.id,
+    const rows = svc.dead.map(d => [d.ref, new Date(d.at).toLocaleString(), d.deliveries, d.function, d.id,
+      d.answered ? el("span", {class: "down"}, "told it failed") : "-",
       el("code", {}, d.request.length > 80 ? d.request.slice(0, 80) + "…" : d.request),
-      actions ? el("button", {class: "plain", onclick: () => post("/api/dead/requeue", {queue: svc.queue, list: d.list, index: d.index})}, "requeue") : ""]);
-    parts.push(el("h3", {}, `Dead letters (${svc.dead.length})`), table(["at", "deliveries", "function", "id", "request", ""], rows),
+      actions ? el("button", {class: "plain requeue", onclick: () => requeue(svc.queue, [d], deadResult)}, "requeue") : ""]);
+    parts.push(el("h3", {}, `Dead letters (${svc.dead.length})`), table(["ref", "at", "deliveries", "function", "id", "caller", "request", ""], rows),
       el("div", {class: "note"}, svc.dead[0].why));
+    if (svc.dead.some(d => d.answered)) {
+      parts.push(el("div", {class: "note"}, "told it failed: the caller got internal when the request became a dead letter, " +
+        "and may have undone its work; requeuing runs the request again all the same."));
+    }
     if (actions) {
-      parts.push(el("div", {}, el("button", {class: "plain", onclick: () => post("/api/dead/requeue", {queue: svc.queue})}, "requeue all"), " ",
+      const shown = svc.dead.slice();
+      parts.push(el("div", {}, el("button", {class: "plain requeue-all", onclick: () => requeue(svc.queue, shown, deadResult)}, "requeue all"), " ",
         el("button", {class: "plain", onclick: () => { if (confirm("Delete the dead letters of " + svc.queue + "?")) post("/api/dead/purge", {queue: svc.queue}); }}, "purge")));
     }
   }
+  if (deadResult && (svc.dead.length || deadResult.textContent)) parts.push(deadResult);
   return parts;
+}
+
+// named says which request a dead letter holds, for a person.
+function named(d) {
+  return `${d.function || "an unreadable request"} (id ${d.id || "none"})`;
+}
+
+// requeue requeues the dead letters shown, by ref, so that none that arrived
+// since takes their place. Those whose callers were told they failed run
+// again only once the person confirmed it, naming what will run.
+async function requeue(queue, dead, result) {
+  const answered = dead.filter(d => d.answered);
+  if (answered.length) {
+    const what = answered.map(named).join(", ");
+    const ask = dead.length === 1
+      ? `Requeue ${what}?\n\nIts caller was told it failed (internal) and may have undone its work. Requeuing runs ${what} again.`
+      : `Requeue the ${dead.length} dead letters of ${queue} shown?\n\n${answered.length} of them were answered: their callers were told ` +
+        `they failed (internal) and may have undone their work. Requeuing runs them again: ${what}.`;
+    if (!confirm(ask)) return;
+  }
+  result.className = "result dead-result";
+  result.textContent = "requeuing…";
+  try {
+    const out = await post("/api/dead/requeue", {queue, refs: dead.map(d => d.ref), force: answered.length > 0});
+    let text = `requeued ${out.requeued} of ${dead.length}`;
+    if (out.gone.length) text += `; ${out.gone.length} gone since shown (requeued or purged): ${out.gone.join(", ")}`;
+    if (out.refused.length) text += `; refused ${out.refused.length} whose callers were told they failed: ${out.refused.join(", ")}`;
+    result.className = "result dead-result " + (out.requeued === dead.length ? "ok" : "failed");
+    result.textContent = text;
+  } catch (e) {
+    result.className = "result dead-result failed";
+    result.textContent = e.message;
+  }
 }
 
 async function poll() {

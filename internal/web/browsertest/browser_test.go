@@ -18,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/localredis"
 	"github.com/redisrpc/redisrpc/internal/web"
 	"github.com/redisrpc/redisrpc/redisrpctest"
@@ -292,4 +294,94 @@ func TestDashboardRedisRestart(t *testing.T) {
 	ownRedis(t, port)
 	waitText(t, ctx, "#status", "updated")
 	waitText(t, ctx, card(q), "1 live servers")
+}
+
+// TestDeadLetterRequeue: the page shows each dead letter's ref and whether
+// its caller was told it failed; requeuing one whose caller was not asks
+// nothing, and one whose caller was asks first, naming the function and id
+// it will run again, and requeues nothing unless the person accepts.
+func TestDeadLetterRequeue(t *testing.T) {
+	ctx := browser(t)
+	rc := redisrpctest.Redis(t)
+	q := redisrpctest.Queue(t)
+	calc(t, rc, q)
+	dead := keys.Dead(q)
+	for _, d := range []struct {
+		id       string
+		answered bool
+	}{{"plain-1", false}, {"charged-7", true}} {
+		entry, _ := json.Marshal(map[string]any{"request": fmt.Sprintf(`{"function_call":{"name":"charge","args":[1]},"response_queue":"%s:rpc:X","id":"%s"}`, q, d.id),
+			"why": "delivered too often", "deliveries": 3, "at": time.Now().UnixMilli(), "server": "S1", "answered": d.answered})
+		if err := rc.Do(ctx, rc.B().Lpush().Key(dead).Element(string(entry)).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadLeft := func() string {
+		all, _ := rc.Do(ctx, rc.B().Lrange().Key(dead).Start(0).Stop(-1).Build()).AsStrSlice()
+		return strings.Join(all, "\n")
+	}
+	// The person's answers to the page's dialogs, and what the dialogs said.
+	answers, asked := make(chan bool, 2), make(chan string, 2)
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			asked <- ev.Message
+			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: <-answers})
+		}
+	}()
+	url := dashboard(t, rc)
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, card(q), "Dead letters (2)")
+	text, err := chromedp.Run(ctx, chromedp.Text(css(card(q))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "told it failed") {
+		t.Errorf("the card does not say which caller was told it failed:\n%s", text)
+	}
+	result := card(q) + " .dead-result"
+	click := func(id string) {
+		js := fmt.Sprintf(`(() => {
+			document.querySelector(%q).textContent = "";
+			const row = [...document.querySelectorAll(%q)].find(tr => tr.textContent.includes(%q));
+			row.querySelector("button.requeue").click();
+			return true;
+		})()`, result, card(q)+" tr", id)
+		if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](js)); err != nil {
+			t.Fatalf("clicking requeue of %s: %v", id, err)
+		}
+	}
+
+	click("plain-1")
+	waitText(t, ctx, result, "requeued 1 of 1")
+	select {
+	case m := <-asked:
+		t.Errorf("requeuing a dead letter whose caller was not answered asked %q, want nothing asked", m)
+	default:
+	}
+	if left := deadLeft(); strings.Contains(left, "plain-1") || !strings.Contains(left, "charged-7") {
+		t.Errorf("after requeuing plain-1, the dead letters are:\n%s", left)
+	}
+
+	answers <- false
+	click("charged-7")
+	if m := <-asked; !strings.Contains(m, "charge (id charged-7)") || !strings.Contains(m, "told it failed") {
+		t.Errorf("the confirmation says %q, want the function and id it runs again, and that its caller was told it failed", m)
+	}
+	time.Sleep(200 * time.Millisecond) // a request the page might send anyway
+	if !strings.Contains(deadLeft(), "charged-7") {
+		t.Errorf("declined, yet requeued")
+	}
+	answers <- true
+	click("charged-7")
+	<-asked
+	waitText(t, ctx, result, "requeued 1 of 1")
+	if left := deadLeft(); left != "" {
+		t.Errorf("accepted, yet left:\n%s", left)
+	}
 }
