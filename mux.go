@@ -456,12 +456,23 @@ func (m *Mux) lookup(name string) (*handler, error) {
 	return nil, NewError(CodeNotFound, fmt.Sprintf("no function %q", name))
 }
 
+// ownDeadline is what a caller is told of a handler that failed because a
+// deadline other than the caller's passed.
+const ownDeadline = "a deadline of the handler's own passed, not the caller's"
+
 // failure turns a handler's error into the response its caller gets, as the
 // package documentation lists.
 func (m *Mux) failure(ctx context.Context, req *wire.Request, err error) wire.Response {
 	name := req.FunctionCall.Name
+	// The caller's deadline passed, by this server's clock: the only case
+	// its caller is told deadline_exceeded, which matches its own
+	// context.DeadlineExceeded. A deadline of the handler's own, a
+	// downstream call's, is CodeUnavailable.
+	expired := req.Deadline != 0 && !time.Now().Before(time.UnixMilli(req.Deadline))
 	var e *Error
 	switch {
+	case errors.As(err, &e) && e.Code == CodeDeadlineExceeded && !expired && !server.CutOff(ctx):
+		return wire.Failure(req.ID, string(CodeUnavailable), ownDeadline+": "+e.Message)
 	case errors.As(err, &e):
 		resp := wire.Failure(req.ID, string(e.Code), e.Message)
 		if e.Details != nil {
@@ -480,7 +491,15 @@ func (m *Mux) failure(ctx context.Context, req *wire.Request, err error) wire.Re
 		}
 		return wire.Failure(req.ID, string(CodeUnavailable), msg)
 	case errors.Is(err, context.DeadlineExceeded):
-		return wire.Failure(req.ID, string(CodeDeadlineExceeded), err.Error())
+		code, msg, redacted := CodeDeadlineExceeded, err.Error(), "deadline exceeded"
+		if !expired {
+			code, msg, redacted = CodeUnavailable, ownDeadline+": "+msg, ownDeadline
+		}
+		if m.cfg.redact {
+			m.cfg.logger.Error("redisrpc: handler failed", "queue", m.queue, "function", name, "id", req.ID, "err", err)
+			msg = redacted
+		}
+		return wire.Failure(req.ID, string(code), msg)
 	case m.cfg.redact:
 		m.cfg.logger.Error("redisrpc: handler failed", "queue", m.queue, "function", name, "id", req.ID, "err", err)
 		return wire.Failure(req.ID, string(CodeInternal), "internal error")

@@ -130,15 +130,24 @@
 //
 //   - an *Error, or an error wrapping one (fmt.Errorf("x: %w", e)): that
 //     *Error's code, message and details; the wrapping text is not sent;
-//   - context.DeadlineExceeded (the handler's context ended at the caller's
-//     deadline): CodeDeadlineExceeded;
+//   - context.DeadlineExceeded, or an *Error with CodeDeadlineExceeded, once
+//     the caller's deadline passed (the handler's context ended with it):
+//     CodeDeadlineExceeded, which alone matches context.DeadlineExceeded
+//     under errors.Is on the caller's side;
+//   - the same before the caller's deadline, as when a handler's own timeout
+//     on a downstream call fired: CodeUnavailable, "a deadline of the
+//     handler's own passed, not the caller's", so that the caller does not
+//     take it for its own deadline;
 //   - any error, when the server's stop cut the handler off: CodeUnavailable;
 //   - any other error: its text, verbatim, with no code, or with
 //     WithRedactedErrors on the Mux, CodeInternal and "internal error", the
-//     text being logged by the server instead;
+//     text being logged by the server instead (WithRedactedErrors also keeps
+//     the text of the deadline errors above from the caller);
 //   - a panic, or runtime.Goexit: CodeInternal.
 //
-// Redis failures are returned wrapped, never retried.
+// Redis and network failures of a call are an *Error with CodeUnavailable
+// that wraps the failure (errors.Is and errors.As reach it); they are never
+// retried.
 package redisrpc
 
 import (
@@ -180,6 +189,8 @@ type Error struct {
 	Code    Code
 	Message string
 	Details any
+
+	cause error // the local failure behind an error made on this side, if any
 }
 
 // NewError returns an *Error with the given code and message.
@@ -203,9 +214,20 @@ func (e *Error) Error() string {
 
 // Is reports whether an error with CodeDeadlineExceeded is matched against
 // context.DeadlineExceeded, so that a server's verdict and the caller's own
-// timeout are tested the same way.
+// timeout are tested the same way. A server answers CodeDeadlineExceeded only
+// where the caller's deadline passed.
 func (e *Error) Is(target error) bool {
 	return target == context.DeadlineExceeded && e.Code == CodeDeadlineExceeded
+}
+
+// Unwrap returns the local failure behind e: for CodeUnavailable made by a
+// Client when Redis failed, Redis' or the network's error. It returns nil
+// for failures reported by the remote side.
+func (e *Error) Unwrap() error { return e.cause }
+
+// unavailable is the error of a call that Redis or the network failed.
+func unavailable(err error) error {
+	return &Error{Code: CodeUnavailable, Message: err.Error(), cause: err}
 }
 
 // CodeOf returns the Code of the first *Error in err's chain,
@@ -398,8 +420,11 @@ func WithClassicServer() ClientOption {
 
 // WithMetaForwarding makes a Client's calls made from a handler's context
 // carry the metadata the handler's caller sent, under the metadata set with
-// WithOutgoingMeta, which wins where both have a key. By default a handler's
-// calls send only what WithOutgoingMeta sets.
+// WithOutgoingMeta, which wins where both have a key. The trace context
+// (traceparent, tracestate) is not forwarded: it is the tracer's to set for
+// each hop (redisrpcotel does), and the caller's would make the next server's
+// span a child of the wrong one. By default a handler's calls send only what
+// WithOutgoingMeta sets.
 func WithMetaForwarding() ClientOption {
 	return clientOption(func(c *clientConfig) { c.forward = true })
 }
@@ -440,7 +465,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 		Queue: queue, Shards: cfg.shards, Classic: cfg.classic, Logger: cfg.logger, MaxMessage: cfg.maxMessage,
 		Closed: ErrClientClosed, NoID: ErrClassicServer, TooLarge: ErrTooLarge,
 		FailFast: cfg.failFast, Unavailable: &Error{Code: CodeUnavailable, Message: "no live server of " + queue + " is registered"},
-		MaxInFlight: cfg.maxInFlight,
+		MaxInFlight: cfg.maxInFlight, Transport: unavailable,
 	})
 	if len(cfg.interceptors) > 0 {
 		c.call = chain(cfg.interceptors, nil)
@@ -541,7 +566,7 @@ func CallAll[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp
 	}
 	servers, err := c.engine.Live(ctx)
 	if err != nil {
-		return nil, &callError{function: e.name, err: fmt.Errorf("reading the registry: %w", err)}
+		return nil, &callError{function: e.name, err: unavailable(fmt.Errorf("reading the registry: %w", err))}
 	}
 	results := make([]Result[Resp], len(servers))
 	var wg sync.WaitGroup
@@ -612,21 +637,31 @@ func (c *Client) meta(ctx context.Context) map[string]string {
 		return out
 	}
 	in := IncomingMeta(ctx)
-	if len(in) == 0 {
+	forwarded := 0
+	for k := range in {
+		if !traceContext[k] {
+			forwarded++
+		}
+	}
+	if forwarded == 0 {
 		return out
 	}
-	if len(out) == 0 {
-		return in
-	}
-	m := make(map[string]string, len(in)+len(out))
+	m := make(map[string]string, forwarded+len(out))
 	for k, v := range in {
-		m[k] = v
+		if !traceContext[k] {
+			m[k] = v
+		}
 	}
 	for k, v := range out {
 		m[k] = v
 	}
 	return m
 }
+
+// traceContext is the metadata a tracer sets for each hop (W3C Trace
+// Context): forwarded, it would make the next span a child of the caller's
+// span, not of the hop's own.
+var traceContext = map[string]bool{"traceparent": true, "tracestate": true}
 
 func mustQueue(rc rueidis.Client, q string) {
 	if rc == nil {

@@ -249,6 +249,16 @@ func testRemoteErrors(t *testing.T, redact bool) {
 			return 0, ctx.Err()
 		case -5:
 			return 0, redisrpc.NewError("bad", "details that do not encode").WithDetails(func() {})
+		case -6: // a downstream call's own timeout, long before the caller's
+			dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			defer cancel()
+			<-dctx.Done()
+			return 0, fmt.Errorf(`Get "http://inventory/stock?token=s3cr3t": %w`, dctx.Err())
+		case -7: // a downstream server's verdict on the handler's own deadline
+			return 0, redisrpc.NewError(redisrpc.CodeDeadlineExceeded, "inventory: context deadline exceeded")
+		case -8: // the caller's deadline, with a secret in the text
+			<-ctx.Done()
+			return 0, fmt.Errorf("token=s3cr3t: %w", ctx.Err())
 		}
 		return 1 / x, nil
 	})
@@ -285,8 +295,26 @@ func testRemoteErrors(t *testing.T, redact bool) {
 			return err
 		}, redisrpc.CodeDeadlineExceeded, ""},
 	}
+	ownDeadline := "a deadline of the handler's own passed, not the caller's"
+	tests = append(tests, []struct {
+		name     string
+		call     func() error
+		wantCode redisrpc.Code
+		wantMsg  string
+	}{
+		{"a downstream timeout", call(div, -6), redisrpc.CodeUnavailable, ""},
+		{"a downstream deadline_exceeded", call(div, -7), redisrpc.CodeUnavailable, ownDeadline + ": inventory: context deadline exceeded"},
+	}...)
 	for _, tt := range tests {
 		err := tt.call()
+		if strings.HasPrefix(tt.name, "a downstream") {
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s: %v matches context.DeadlineExceeded, want not: the caller's deadline is seconds away", tt.name, err)
+			}
+			if redact && strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("%s: got %q, want the handler's text redacted", tt.name, err)
+			}
+		}
 		if redisrpc.CodeOf(err) != tt.wantCode {
 			t.Errorf("%s: got %v, code %q; want code %q", tt.name, err, redisrpc.CodeOf(err), tt.wantCode)
 		}
@@ -294,6 +322,14 @@ func testRemoteErrors(t *testing.T, redact bool) {
 		if tt.wantMsg != "" && (!errors.As(err, &rerr) || rerr.Message != tt.wantMsg) {
 			t.Errorf("%s: got %v, want an *Error with message %q", tt.name, err, tt.wantMsg)
 		}
+	}
+	// The caller's own deadline passed, the handler's error wrapping it: a
+	// raw caller still reads the response, redacted where asked.
+	reply := q + ":rpc:raw"
+	body := fmt.Sprintf(`{"function_call":{"name":"div","args":[-8]},"response_queue":%q,"id":"r","deadline":%d}`, reply, time.Now().Add(300*time.Millisecond).UnixMilli())
+	raw := rawCall(t, rc, q, reply, body, 3*time.Second)
+	if !strings.Contains(raw, `"code":"deadline_exceeded"`) || redact == strings.Contains(raw, "s3cr3t") {
+		t.Errorf("the caller's deadline passed: got %s; want deadline_exceeded, the handler's text redacted: %v", raw, redact)
 	}
 	_, err := redisrpc.Call(ctx, c, div, -3)
 	if got, ok := redisrpc.ErrorDetails[stock](err); !ok || got != (stock{"apple", 2}) {
@@ -1235,14 +1271,18 @@ func TestMetaForwarding(t *testing.T) {
 			return redisrpc.Call(ctx, plain, echoMeta, "user")
 		case "forwarding":
 			return redisrpc.Call(ctx, forwarding, echoMeta, "user")
+		case "traceparent", "tracestate":
+			return redisrpc.Call(ctx, forwarding, echoMeta, how)
 		}
 		ctx = redisrpc.WithOutgoingMeta(ctx, map[string]string{"user": "bob"})
 		return redisrpc.Call(ctx, forwarding, echoMeta, "user")
 	})
 	serve(t, frontMux)
 	c := newClient(t, rc, front)
-	ctx := redisrpc.WithOutgoingMeta(timeout(t, 5*time.Second), map[string]string{"user": "ann"})
-	for how, want := range map[string]string{"plain": "", "forwarding": "ann", "overridden": "bob"} {
+	ctx := redisrpc.WithOutgoingMeta(timeout(t, 5*time.Second), map[string]string{"user": "ann",
+		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "k=v"})
+	// The trace context is the tracer's to set for each hop, not forwarded.
+	for how, want := range map[string]string{"plain": "", "forwarding": "ann", "overridden": "bob", "traceparent": "", "tracestate": ""} {
 		if got, err := redisrpc.Call(ctx, c, echoMeta, how); err != nil || got != want {
 			t.Errorf("%s: the back end saw user %q, %v; want %q", how, got, err, want)
 		}
@@ -1749,5 +1789,60 @@ func TestCallAllMessageLimit(t *testing.T) {
 	res, err := redisrpc.CallAll(timeout(t, 3*time.Second), c, echo, big)
 	if err != nil || len(res) != 1 || !errors.Is(res[0].Err, redisrpc.ErrTooLarge) {
 		t.Errorf("CallAll: got %+v, %v; want one result with ErrTooLarge", res, err)
+	}
+}
+
+// TestClassicClientLifecycle: a client WithClassicServer sends nothing after
+// Close, ends its calls in flight at Close and at cancel, not at their
+// deadlines, and makes CallAll calls.
+func TestClassicClientLifecycle(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	echo := redisrpc.NewEndpoint[int, int]("echo")
+	within := func(d time.Duration, f func() error) (error, time.Duration) {
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			return err, time.Since(start)
+		case <-time.After(d):
+			return <-done, time.Since(start)
+		}
+	}
+
+	q := newQueue(t) // no server: calls wait
+	closed := newClient(t, rc, q, redisrpc.WithClassicServer())
+	closed.Close()
+	if _, err := redisrpc.Call(timeout(t, time.Second), closed, echo, 1); !errors.Is(err, redisrpc.ErrClientClosed) {
+		t.Errorf("a call after Close: got %v, want ErrClientClosed", err)
+	}
+	if n, err := rc.Do(context.Background(), rc.B().Llen().Key(q).Build()).AsInt64(); err != nil || n != 0 {
+		t.Errorf("requests sent after Close: got %d, %v; want 0", n, err)
+	}
+
+	c := newClient(t, rc, q, redisrpc.WithClassicServer())
+	go func() { time.Sleep(200 * time.Millisecond); c.Close() }()
+	err, took := within(3*time.Second, func() error { _, err := redisrpc.Call(timeout(t, 5*time.Second), c, echo, 2); return err })
+	if !errors.Is(err, redisrpc.ErrClientClosed) || took > time.Second {
+		t.Errorf("a call in flight at Close: got %v after %v, want ErrClientClosed at once", err, took.Round(time.Millisecond))
+	}
+
+	c = newClient(t, rc, q, redisrpc.WithClassicServer())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
+	err, took = within(3*time.Second, func() error { _, err := redisrpc.Call(ctx, c, echo, 3); return err })
+	if !errors.Is(err, context.Canceled) || took > time.Second {
+		t.Errorf("a call cancelled: got %v after %v, want context.Canceled at once", err, took.Round(time.Millisecond))
+	}
+
+	served := newQueue(t)
+	mux := redisrpc.NewMux(rc, served, redisrpc.WithLogger(quiet))
+	redisrpc.Handle(mux, echo, func(_ context.Context, x int) (int, error) { return x, nil })
+	serve(t, mux)
+	c = newClient(t, rc, served, redisrpc.WithClassicServer())
+	res, err := redisrpc.CallAll(timeout(t, 3*time.Second), c, echo, 4)
+	if err != nil || len(res) != 1 || res[0].Err != nil || res[0].Value != 4 {
+		t.Errorf("CallAll with a classic client: got %+v, %v; want one answer of 4", res, err)
 	}
 }

@@ -41,6 +41,9 @@ type Config struct {
 	Unavailable error
 	// MaxInFlight bounds the calls in flight; more wait for one to end.
 	MaxInFlight int
+	// Transport makes the error of a call that Redis failed, keeping err
+	// for errors.Is and errors.As.
+	Transport func(err error) error
 }
 
 // registryRefresh is how often a client reads the registry.
@@ -136,7 +139,7 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 	for _, it := range failed {
 		if ch, ok := c.pending[it.ID]; ok {
 			delete(c.pending, it.ID)
-			ch <- result{err: fmt.Errorf("sending the request: %w", err)}
+			ch <- result{err: c.cfg.Transport(fmt.Errorf("sending the request: %w", err))}
 		}
 	}
 }
@@ -174,7 +177,7 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 	defer c.release()
 	req.Sent = time.Now().UnixMilli()
 	if c.cfg.Classic {
-		return c.callClassic(ctx, req)
+		return c.callClassic(ctx, req, "")
 	}
 	v, err := c.current(ctx)
 	if err != nil {
@@ -281,6 +284,9 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 	}
 	defer c.release()
 	req.Sent = time.Now().UnixMilli()
+	if c.cfg.Classic {
+		return c.callClassic(ctx, req, server)
+	}
 	v, err := c.read(ctx)
 	if err != nil {
 		return "", err
@@ -294,17 +300,26 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 		resultChans.Put(ch)
 		return "", err
 	}
+	if err := c.pushInbox(ctx, server, body); err != nil {
+		c.unregister(req.ID)
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", c.cfg.Transport(fmt.Errorf("sending the request: %w", err))
+	}
+	return c.wait(ctx, req.ID, ch)
+}
+
+// pushInbox appends body to the inbox of server. The inbox is shared by every
+// caller of the server: it expires with ctx's deadline, or after a minute,
+// but its expiry is only ever extended, so that a short call does not expire
+// longer ones.
+func (c *Client) pushInbox(ctx context.Context, server string, body []byte) error {
 	ttl := time.Minute
 	if dl, ok := ctx.Deadline(); ok {
 		ttl = max(time.Until(dl), time.Millisecond)
 	}
-	// The inbox is shared by every caller of the server: its expiry is only
-	// ever extended, so that a short call does not expire longer ones.
-	if err := lists.PushExtend(ctx, c.rc, keys.Inbox(c.cfg.Queue, server), ttl, rueidis.BinaryString(body)); err != nil {
-		c.unregister(req.ID)
-		return "", fmt.Errorf("sending the request: %w", err)
-	}
-	return c.wait(ctx, req.ID, ch)
+	return lists.PushExtend(ctx, c.rc, keys.Inbox(c.cfg.Queue, server), ttl, rueidis.BinaryString(body))
 }
 
 // Live returns the ids of the queue's live servers, read from the registry now.
@@ -417,30 +432,49 @@ func (c *Client) refresh(failing bool) bool {
 	return false
 }
 
-// callClassic waits for the response on a list of the call's own, with no id.
-func (c *Client) callClassic(ctx context.Context, req *wire.Request) (string, error) {
+// callClassic waits for the response on a list of the call's own, with no
+// id: the request goes to the queue, or with server set, to that server's
+// inbox. Close ends it with cfg.Closed.
+func (c *Client) callClassic(ctx context.Context, req *wire.Request, server string) (string, error) {
 	req.ResponseQueue = wire.ResponsePrefix(c.cfg.Queue) + wire.RandomName(8)
 	body := wire.AppendRequest(make([]byte, 0, wire.RequestSize(req)), req)
 	if err := c.checkSize("request", len(body)); err != nil {
 		return "", err
 	}
-
-	if err := c.rc.Do(ctx, c.rc.B().Rpush().Key(c.cfg.Queue).Element(rueidis.BinaryString(body)).Build()).Error(); err != nil {
-		return "", fmt.Errorf("sending the request: %w", err)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(c.ctx, func() { cancel(c.cfg.Closed) })
+	defer stop()
+	if c.ctx.Err() != nil {
+		return "", c.cfg.Closed
+	}
+	var err error
+	if server == "" {
+		err = c.rc.Do(ctx, c.rc.B().Rpush().Key(c.cfg.Queue).Element(rueidis.BinaryString(body)).Build()).Error()
+	} else {
+		err = c.pushInbox(ctx, server, body)
+	}
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return "", cause
+		}
+		return "", c.cfg.Transport(fmt.Errorf("sending the request: %w", err))
 	}
 	wait := 0.0 // BLPOP's "for ever"; ctx still bounds it
 	if dl, ok := ctx.Deadline(); ok {
 		wait = max(time.Until(dl).Seconds(), 0.001)
 	}
-	kv, err := c.rc.Do(ctx, c.rc.B().Blpop().Key(req.ResponseQueue).Timeout(wait).Build()).AsStrSlice()
+	// Given a deadline, rueidis ends a blocking command only at it; without
+	// one, it ends it when ctx does, cancelled or closed (lists.Abortable),
+	// while BLPOP's own timeout ends it at the deadline.
+	kv, err := c.rc.Do(lists.Abortable(ctx), c.rc.B().Blpop().Key(req.ResponseQueue).Timeout(wait).Build()).AsStrSlice()
 	switch {
-	case rueidis.IsRedisNil(err) || ctx.Err() != nil:
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
+	case ctx.Err() != nil:
+		return "", context.Cause(ctx)
+	case rueidis.IsRedisNil(err):
 		return "", context.DeadlineExceeded
 	case err != nil:
-		return "", fmt.Errorf("waiting for the response: %w", err)
+		return "", c.cfg.Transport(fmt.Errorf("waiting for the response: %w", err))
 	case len(kv) != 2:
 		return "", fmt.Errorf("waiting for the response: unexpected BLPOP reply %q", kv)
 	}

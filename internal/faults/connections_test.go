@@ -3,6 +3,7 @@ package faults_test
 import (
 	"context"
 	"errors"
+	"net"
 	"fmt"
 	"strings"
 	"sync"
@@ -52,8 +53,9 @@ func TestRedisGone(t *testing.T) {
 	}()
 	select {
 	case err := <-callDone:
-		if err == nil || errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Call: got %v, want a Redis error", err)
+		var op *net.OpError
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || redisrpc.CodeOf(err) != redisrpc.CodeUnavailable || !errors.As(err, &op) {
+			t.Errorf("Call: got %v, code %q; want a Redis error with CodeUnavailable that wraps the *net.OpError", err, redisrpc.CodeOf(err))
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("Call without a deadline hung with Redis gone")

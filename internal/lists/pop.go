@@ -35,6 +35,10 @@ func NewPopper(rc rueidis.Client, cancellable bool) *Popper {
 // after the client's Close that nobody closes.)
 func abortable(ctx context.Context) context.Context { return noDeadline{ctx} }
 
+// Abortable is abortable, for blocking commands of other packages: a
+// command given it must bound its own wait (BLPOP's timeout).
+func Abortable(ctx context.Context) context.Context { return abortable(ctx) }
+
 type noDeadline struct{ context.Context }
 
 func (noDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
