@@ -3,8 +3,8 @@ package faults_test
 import (
 	"context"
 	"errors"
-	"net"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
