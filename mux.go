@@ -258,8 +258,10 @@ func (m *Mux) Serve(ctx context.Context) error {
 // trips to Redis: its waiting pops are ended without losing what they take,
 // which goes back to the queue. If ctx ends first, Shutdown cancels the
 // handlers' contexts, as ending Serve's context does, and returns ctx.Err();
-// Serve returns at most a second later. Shutdown may be called before Serve,
-// and more than once.
+// Serve returns at most a second later, or, while Redis does not answer,
+// once the server's last commands (giving back requests, leaving) time out,
+// 5 s each. Neither Shutdown nor a hard stop waits for Redis to keep its
+// own deadline. Shutdown may be called before Serve, and more than once.
 func (m *Mux) Shutdown(ctx context.Context) error { return m.server.Shutdown(ctx) }
 
 // Stats is what a Mux has done since it was made, and what it does now.
@@ -306,8 +308,10 @@ func (m *Mux) Stats() Stats {
 
 // Ready returns a channel closed once m's Serve has registered the server,
 // the first time: it holds its lease on the queue and has published its
-// entry, so clients made WithFailFast and tools (redisrpc ls) see it. It is
-// meant for tests and readiness probes.
+// entry, so clients made WithFailFast and tools (redisrpc ls) see it. It
+// stays open while the beats that would register it fail (Redis down, or
+// refusing the server's commands). It is meant for tests and readiness
+// probes.
 func (m *Mux) Ready() <-chan struct{} { return m.server.Ready() }
 
 // ServeAndDrain serves until ctx ends, then drains, as a service does on

@@ -1,6 +1,8 @@
 package faults_test
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/url"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/inspect"
 )
 
 // partition is a TCP proxy that can black-hole the traffic between its
@@ -28,6 +31,8 @@ type partition struct {
 	cut    bool // new connections are silent too
 	conns  []net.Conn
 	closed chan struct{}
+
+	closeOnce sync.Once
 }
 
 func newPartition(t *testing.T, target string) *partition {
@@ -111,7 +116,9 @@ func (p *partition) Heal() {
 	p.mu.Unlock()
 }
 
-func (p *partition) close() {
+func (p *partition) close() { p.closeOnce.Do(p.closeNow) }
+
+func (p *partition) closeNow() {
 	p.ln.Close()
 	close(p.closed)
 	p.mu.Lock()
@@ -170,5 +177,109 @@ func TestPartition(t *testing.T) {
 				t.Errorf("recovery after the heal: got %v, want within %v", after, tt.within)
 			}
 		})
+	}
+}
+
+// TestStopWhileRedisIsSilent: with Redis silent, Shutdown(ctx) returns when
+// ctx ends and cuts off the handlers then, and a hard stop (Serve's context)
+// cuts them off at once: neither waits for Redis to answer the stop's own
+// commands. Serve returns once those time out.
+func TestStopWhileRedisIsSilent(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(redis.URL)
+	if err != nil || redis.Embedded {
+		t.Skip("needs a Redis to put a proxy in front of (not the embedded one, whose clients need options of their own)")
+	}
+	for _, hard := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Shutdown(200ms)", true: "Serve's context"}[hard], func(t *testing.T) {
+			t.Parallel()
+			p := newPartition(t, u.Host)
+			c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
+				ForceSingleClient: true, ConnWriteTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			q := newQueue(t)
+			mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet))
+			running, cut := make(chan struct{}), make(chan time.Time, 1)
+			redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
+				close(running)
+				<-ctx.Done()
+				cut <- time.Now()
+				return 0, ctx.Err()
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			served := make(chan error, 1)
+			go func() { served <- mux.Serve(ctx) }()
+			<-mux.Ready()
+			client := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
+			defer client.Close()
+			go redisrpc.Call(context.Background(), client, Slow, 1)
+			<-running
+			p.Cut()
+			start := time.Now()
+			if hard {
+				cancel()
+			} else {
+				sctx, scancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				err := mux.Shutdown(sctx)
+				scancel()
+				if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > time.Second {
+					t.Errorf("Shutdown(200ms): got %v after %v, want context.DeadlineExceeded at 200ms", err, took.Round(time.Millisecond))
+				}
+			}
+			if at := <-cut; at.Sub(start) > time.Second {
+				t.Errorf("the handler's context ended %v after the stop, want within a second", at.Sub(start).Round(time.Millisecond))
+			}
+			p.close() // Redis answers again, with errors: Serve returns
+			select {
+			case <-served:
+			case <-time.After(30 * time.Second):
+				t.Error("Serve did not return within 30 s of the stop")
+			}
+		})
+	}
+}
+
+// TestReadyOnlyRegistered: Ready stays open while the server cannot
+// register (its Redis silent), and closes once it has.
+func TestReadyOnlyRegistered(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(redis.URL)
+	if err != nil || redis.Embedded {
+		t.Skip("needs a Redis to put a proxy in front of (not the embedded one, whose clients need options of their own)")
+	}
+	p := newPartition(t, u.Host)
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
+		ForceSingleClient: true, ConnWriteTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p.Cut()
+	q := newQueue(t)
+	mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet), redisrpc.WithHeartbeat(300*time.Millisecond))
+	served := make(chan error, 1)
+	go func() { served <- mux.Serve(context.Background()) }()
+	defer func() {
+		p.close()
+		mux.Shutdown(context.Background())
+		<-served
+	}()
+	select {
+	case <-mux.Ready():
+		t.Fatal("Ready closed while the server could not register")
+	case <-time.After(1500 * time.Millisecond):
+	}
+	p.Heal()
+	select {
+	case <-mux.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Ready still open 10 s after Redis came back")
+	}
+	if ids, err := inspect.Inspect(context.Background(), rc, q); err != nil || len(ids.Servers) != 1 {
+		t.Errorf("the registry after Ready: got %+v, %v; want one server", ids, err)
 	}
 }

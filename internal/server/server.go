@@ -125,7 +125,8 @@ type run struct {
 	ctx context.Context // Serve's
 
 	stopOnce  sync.Once
-	stopping  chan struct{} // closed when the server stops taking requests
+	stopping  chan struct{}  // closed when the server stops taking requests
+	waking    sync.WaitGroup // the stop's wake of the pops
 	abortOnce sync.Once
 	aborted   chan struct{} // closed when handlers are cut off
 
@@ -208,6 +209,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	r.mu.Unlock()
 	r.drain()
 	s.pusher.Wait()
+	r.waking.Wait()
 	stopBeating() // only now: Shutdown returns after this server has left
 	if err := ctx.Err(); err != nil {
 		return err
@@ -241,16 +243,23 @@ func (r *run) drain() {
 	}
 }
 
-// stop makes the server take no more requests and ends its waiting pops.
+// stop makes the server take no more requests and ends its waiting pops. It
+// does not wait for Redis: the wake goes out from a goroutine that Serve
+// waits for, so that a stop, and a hard stop after it, keep their own
+// deadlines while Redis is silent.
 func (r *run) stop() {
 	r.stopOnce.Do(func() {
+		r.waking.Add(1) // before the loops can end, and Serve wait for it
 		close(r.stopping)
 		r.cancelPops()
-		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
-		defer cancel()
-		if err := r.s.source.Wake(ctx); err != nil {
-			r.s.log.Warn("redisrpc: waking the pops of a stopping server; they end within a second", "queue", r.s.cfg.Queue, "err", err)
-		}
+		go func() {
+			defer r.waking.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+			defer cancel()
+			if err := r.s.source.Wake(ctx); err != nil {
+				r.s.log.Warn("redisrpc: waking the pops of a stopping server; they end within a second", "queue", r.s.cfg.Queue, "err", err)
+			}
+		}()
 	})
 }
 
@@ -272,7 +281,8 @@ func (r *run) stopped() bool {
 }
 
 // Ready returns a channel closed once Serve has registered the server, the
-// first time: its lease is held and its entry published.
+// first time: its lease is held and its entry published. It stays open while
+// the beats that would register it fail.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Shutdown stops the server taking requests and waits for Serve to finish the
@@ -299,8 +309,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // called, which then gives back what is left in its processing lists and
 // ends its leases.
 func (s *Server) startBeating() (stop func()) {
-	s.beat()
-	s.readyOnce.Do(func() { close(s.ready) })
+	registered := func() {
+		if s.beat() == nil {
+			s.readyOnce.Do(func() { close(s.ready) })
+		}
+	}
+	registered()
 	done, beating := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(beating)
@@ -311,7 +325,7 @@ func (s *Server) startBeating() (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				s.beat()
+				registered()
 			}
 		}
 	}()
@@ -363,7 +377,9 @@ func (s *Server) publish(ctx context.Context) error {
 
 var host, _ = os.Hostname()
 
-func (s *Server) beat() {
+// beat renews the server's leases and entry, and gives back what its beat
+// finds; it returns why the server could not renew them.
+func (s *Server) beat() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Lease/3)
 	defer cancel()
 	b, err := s.source.Beat(ctx)
@@ -375,6 +391,12 @@ func (s *Server) beat() {
 	} else {
 		s.beating.OK()
 	}
+	s.report(b)
+	return err
+}
+
+// report logs what a beat did, and answers the callers of new dead letters.
+func (s *Server) report(b lists.Beat) {
 	if b.Rescued > 0 {
 		s.log.Warn("redisrpc: gave back the requests of a silent server", "queue", s.cfg.Queue, "requests", b.Rescued)
 	}
