@@ -109,9 +109,11 @@
 //
 // Keys: the queue; <tag>:leases, a sorted set of its servers (both modes);
 // at least once <tag>:processing:<server>; at most once, while a server
-// stops, <tag>:wake:<server>.<n> (with a TTL). <tag> is the queue where it has
-// a hash tag ("{calc}" or "orders:{eu}"), else {queue}, so that every key of a
-// queue shares its hash slot on Redis Cluster, whatever braces its name holds.
+// stops, <tag>:wake:<server>.<n> (with a TTL). <tag> is {queue} where the
+// queue's name holds no '}' ("{calc}" for calc), else a hash tag in its slot
+// followed by the name ("{calc}{calc}" for {calc}), so that every key of a
+// queue shares its hash slot on Redis Cluster, whatever braces its name
+// holds, and no two queues share a key.
 // Response lists expire (WithResponseTTL). docs/protocol.md lists them all.
 //
 // # Timeouts and failures

@@ -1846,3 +1846,26 @@ func TestClassicClientLifecycle(t *testing.T) {
 		t.Errorf("CallAll with a classic client: got %+v, %v; want one answer of 4", res, err)
 	}
 }
+
+// TestBracedQueueOfItsOwn: queue X and queue {X} are two services: a server
+// of {X} is no server of X.
+func TestBracedQueueOfItsOwn(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	echo := redisrpc.NewEndpoint[int, int]("echo")
+	mux := redisrpc.NewMux(rc, "{"+q+"}", redisrpc.WithLogger(quiet))
+	redisrpc.Handle(mux, echo, func(_ context.Context, x int) (int, error) { return x, nil })
+	serve(t, mux)
+	c := newClient(t, rc, q, redisrpc.WithFailFast())
+	if _, err := redisrpc.Call(timeout(t, 3*time.Second), c, echo, 1); redisrpc.CodeOf(err) != redisrpc.CodeUnavailable {
+		t.Errorf("a fail-fast call to %s with only {%s} served: got %v, want CodeUnavailable", q, q, err)
+	}
+	if res, err := redisrpc.CallAll(timeout(t, 3*time.Second), c, echo, 1); err != nil || len(res) != 0 {
+		t.Errorf("CallAll(%s) with only {%s} served: got %+v, %v; want no results", q, q, res, err)
+	}
+	braced := newClient(t, rc, "{"+q+"}", redisrpc.WithFailFast())
+	if got, err := redisrpc.Call(timeout(t, 3*time.Second), braced, echo, 2); err != nil || got != 2 {
+		t.Errorf("a call to {%s}: got %d, %v; want 2", q, got, err)
+	}
+}
