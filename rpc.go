@@ -95,8 +95,10 @@
 // past their deadline are dropped, not re-run. Classic clients get the same
 // guarantee, which lives in the server. What survives a crash of Redis is
 // what its persistence keeps: with appendfsync always, every request Redis
-// took, and a Go client's answer and the removal of its request are one
-// transaction, so none runs again once its caller has the answer. A response
+// took, and an answer and the removal of its request are one transaction, so
+// none runs again once its caller has the answer (on Redis Cluster, only for
+// a Go client's calls on the queue itself, whose slot its response list
+// shares: a transaction keeps to one slot). A response
 // stays in Redis only until a client's pop takes it: responses Redis was
 // sending to a client when it died are lost, and their calls end with their
 // deadline error although their requests ran.
