@@ -25,6 +25,11 @@
 // letter whose caller was told it failed (internal) when it became one is
 // listed as "told it failed": the caller may have undone its work, and
 // -requeue refuses it, saying why, unless -force.
+//
+// web serves the dashboard. It answers only under localhost, IP addresses
+// and -addr's host, not under a name another site points at this machine
+// (DNS rebinding); no other site may frame it; its actions, off without
+// -allow-actions, must come from its own page.
 package main
 
 import (

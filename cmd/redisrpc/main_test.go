@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -373,5 +375,45 @@ func TestDead(t *testing.T) {
 	}
 	if code, stdout, _ := cli(t, srv.URL, "dead", q); code != 0 || !strings.Contains(stdout, "no dead letters") {
 		t.Errorf("dead after the purge: got %d, %q", code, stdout)
+	}
+}
+
+// TestWeb: redisrpc web serves the dashboard under loopback names and IP
+// addresses, refuses other Host names with 421, and forbids framing.
+func TestWeb(t *testing.T) {
+	srv, rc := realRedisClient(t)
+	serveShop(t, rc, redisrpctest.Queue(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, []string{"web", "-url", srv.URL, "-addr", "127.0.0.1:0"}, io.Discard, w)
+		w.Close()
+	}()
+	defer func() {
+		cancel()
+		if code := <-exited; code != 0 {
+			t.Errorf("redisrpc web after an interrupt: exit %d, want 0", code)
+		}
+	}()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	go io.Copy(io.Discard, r)
+	i := strings.Index(line, "http://")
+	if err != nil || i < 0 {
+		t.Fatalf("redisrpc web: got %q, %v; want the address it serves", line, err)
+	}
+	url := strings.TrimRight(strings.Fields(line[i:])[0], ",")
+	port := url[strings.LastIndexByte(url, ':')+1:]
+	for host, want := range map[string]int{"127.0.0.1:" + port: 200, "localhost:" + port: 200, "attacker.example:" + port: 421} {
+		req, _ := http.NewRequest("GET", url+"/api/state", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want || resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("GET /api/state with Host %s: got %d, X-Frame-Options %q; want %d, DENY", host, resp.StatusCode, resp.Header.Get("X-Frame-Options"), want)
+		}
 	}
 }

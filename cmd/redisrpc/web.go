@@ -14,7 +14,7 @@ import (
 
 func cmdWeb(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
-	addr := fs.String("addr", "127.0.0.1:8080", "where to serve the page; loopback by default")
+	addr := fs.String("addr", "127.0.0.1:8080", "where to serve the page; loopback by default. The page answers under localhost, IP addresses and this host")
 	actions := fs.Bool("allow-actions", false, "let the page call functions, and requeue and purge dead letters")
 	if _, err := e.parse(fs, args, 0, ""); err != nil {
 		return err
@@ -27,7 +27,13 @@ func cmdWeb(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("-addr %s: %w", *addr, err)
 	}
-	d := web.New(rc, *actions, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// The page answers under loopback names, IP addresses, and -addr's host
+	// where that is a name: not under a name another site points here.
+	var hosts []string
+	if host, _, err := net.SplitHostPort(*addr); err == nil && host != "" && net.ParseIP(host) == nil {
+		hosts = append(hosts, host)
+	}
+	d := web.New(rc, *actions, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), hosts...)
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	running := make(chan struct{})
 	go func() {

@@ -8,10 +8,16 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,18 +37,34 @@ const (
 	History = 1200
 )
 
-// Server serves the dashboard. Make one with New, run Refresh in a goroutine
-// of its own, and serve Handler.
+// Server serves the dashboard. Make one with New, run Run in a goroutine of
+// its own, and serve Handler.
 type Server struct {
 	rc      rueidis.Client
 	actions bool
 	log     *slog.Logger
+	hosts   []string // names it answers under, besides loopback names and IP addresses
 
 	mu      sync.Mutex
 	state   State
 	prev    map[string]reading // by queue: the last reading, for rates
 	history map[string][]Point // by queue
-	clients map[string]*redisrpc.Client
+	clients map[string]*pageClient
+	used    int64 // counts client uses, to find the least recently used
+	stopped bool  // Run has returned and closed the clients
+}
+
+// Clients is how many queues' clients the page's calls keep, at most: one
+// more closes the least recently used.
+const Clients = 16
+
+// pageClient is the client of a queue that the page's calls share.
+type pageClient struct {
+	c       *redisrpc.Client
+	queue   string
+	used    int64 // Server.used at its last use
+	calls   int   // in flight
+	evicted bool  // out of Server.clients: closed by its last call
 }
 
 // reading is a queue's counts at one time.
@@ -122,13 +144,23 @@ type Point struct {
 
 // New returns a dashboard of the services on rc. With actions, the page can
 // call functions and requeue and purge dead letters.
-func New(rc rueidis.Client, actions bool, log *slog.Logger) *Server {
-	return &Server{rc: rc, actions: actions, log: log, prev: map[string]reading{}, history: map[string][]Point{},
-		clients: map[string]*redisrpc.Client{}, state: State{Actions: actions}}
+//
+// The dashboard answers only requests whose Host is a loopback name
+// (localhost and *.localhost), an IP address, or one of hosts, so that
+// another site cannot reach it through a name of its own that it points at
+// this machine (DNS rebinding); others get 421. Actions must come from the
+// page itself: one whose Origin is another gets 403. No page may frame it.
+func New(rc rueidis.Client, actions bool, log *slog.Logger, hosts ...string) *Server {
+	s := &Server{rc: rc, actions: actions, log: log, prev: map[string]reading{}, history: map[string][]Point{},
+		clients: map[string]*pageClient{}, state: State{Actions: actions}}
+	for _, h := range hosts {
+		s.hosts = append(s.hosts, hostName(h))
+	}
+	return s
 }
 
 // Run reads Redis every Refresh until ctx ends, then closes the clients the
-// page's calls made.
+// page's calls made (one in a call as the call ends); calls after it fail.
 func (s *Server) Run(ctx context.Context) {
 	t := time.NewTicker(Refresh)
 	defer t.Stop()
@@ -137,10 +169,18 @@ func (s *Server) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
-			for _, c := range s.clients {
-				c.Close()
+			s.stopped = true
+			var idle []*pageClient
+			for _, pc := range s.clients {
+				if pc.evicted = true; pc.calls == 0 {
+					idle = append(idle, pc)
+				}
 			}
+			clear(s.clients)
 			s.mu.Unlock()
+			for _, pc := range idle { // the others close as their calls end
+				pc.c.Close()
+			}
 			return
 		case <-t.C:
 		}
@@ -229,7 +269,8 @@ func (s *Server) service(q *inspect.Queue, dead []inspect.DeadLetter, r reading)
 }
 
 // Handler serves the page, its assets, and the API: GET /api/state, and
-// with actions POST /api/call, /api/dead/requeue and /api/dead/purge.
+// with actions POST /api/call, /api/dead/requeue and /api/dead/purge. See
+// New for the requests it refuses.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(assets, "assets")
@@ -243,7 +284,66 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/call", s.action(s.call))
 	mux.HandleFunc("POST /api/dead/requeue", s.action(s.requeue))
 	mux.HandleFunc("POST /api/dead/purge", s.action(s.purge))
-	return mux
+	return s.guard(mux)
+}
+
+// policy is the Content-Security-Policy of every answer: the page's script,
+// styles and requests come from its own files alone (no inline script or
+// style), and no page may frame it.
+const policy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// guard answers requests to a Host the dashboard listens under, and forbids
+// framing and inline script in every answer.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", policy)
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		if !s.knownHost(r.Host) {
+			http.Error(w, "redisrpc web answers under localhost, IP addresses and the host of its -addr, not "+
+				strconv.Quote(r.Host)+": open it under one of those, or start it with -addr "+hostName(r.Host)+":PORT", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostName returns the name in a Host header or an address, lower case,
+// without its port, brackets or final dot.
+func hostName(hostport string) string {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.TrimSuffix(strings.ToLower(host), ".")
+}
+
+// knownHost reports whether hostport names the dashboard: a loopback name,
+// an IP address, or one of its hosts. A page of another site that reaches
+// the dashboard by pointing a name of its own at this machine sends that
+// name; an address cannot be repointed so.
+func (s *Server) knownHost(hostport string) bool {
+	host := hostName(hostport)
+	return net.ParseIP(host) != nil || host == "localhost" || strings.HasSuffix(host, ".localhost") || slices.Contains(s.hosts, host)
+}
+
+// sameOrigin reports whether r comes from the dashboard's own page, as far
+// as its browser says: an Origin, which browsers send with every POST of a
+// script, must be the dashboard's; clients that send none pass.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && strings.EqualFold(u.Host, r.Host)
 }
 
 // action guards a POST: actions must be allowed, and the request must say it
@@ -253,6 +353,9 @@ func (s *Server) action(f func(ctx context.Context, body json.RawMessage) (any, 
 		switch {
 		case !s.actions:
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "actions are off: start redisrpc web with -allow-actions"})
+			return
+		case !sameOrigin(r):
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "an action must come from the dashboard's own page, not from " + r.Header.Get("Origin")})
 			return
 		case r.Header.Get("X-Redisrpc-Action") != "1" || r.Header.Get("Content-Type") != "application/json":
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "an action needs Content-Type application/json and X-Redisrpc-Action: 1"})
@@ -291,11 +394,15 @@ func (s *Server) call(ctx context.Context, body json.RawMessage) (any, error) {
 	if err := json.Unmarshal(body, &req); err != nil || req.Queue == "" || req.Function == "" {
 		return nil, errors.New(`want {"queue": ..., "function": ..., "args": [...]} or "kwargs": {...}`)
 	}
-	c := s.client(req.Queue)
+	pc, err := s.client(req.Queue)
+	if err != nil {
+		return nil, err
+	}
+	defer s.release(pc)
+	c := pc.c
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var result json.RawMessage
-	var err error
 	if len(req.Kwargs) > 0 && string(req.Kwargs) != "null" && string(req.Kwargs) != "{}" {
 		if len(req.Args) > 0 {
 			return nil, errors.New("give args or kwargs, not both")
@@ -315,16 +422,58 @@ func (s *Server) call(ctx context.Context, body json.RawMessage) (any, error) {
 	return callResult{OK: true, Result: result}, nil
 }
 
-// client returns the page's client of queue, made at its first call.
-func (s *Server) client(queue string) *redisrpc.Client {
+// client returns the page's client of queue, made at its first call, for
+// one call: release it after. Only the services the page lists are called,
+// and only Clients clients are kept: one more closes the least recently
+// used, once its calls in flight have ended.
+func (s *Server) client(queue string) (*pageClient, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.clients[queue]
-	if c == nil {
-		c = redisrpc.NewClient(s.rc, queue, redisrpc.WithFailFast(), redisrpc.WithLogger(s.log))
-		s.clients[queue] = c
+	if s.stopped {
+		s.mu.Unlock()
+		return nil, errors.New("the dashboard is stopping")
 	}
-	return c
+	if !slices.ContainsFunc(s.state.Services, func(svc Service) bool { return svc.Queue == queue }) {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%q is not a service the page lists: it calls those alone", queue)
+	}
+	var idle *pageClient // evicted, to close
+	pc := s.clients[queue]
+	if pc == nil {
+		if len(s.clients) >= Clients {
+			var lru *pageClient
+			for _, c := range s.clients {
+				if lru == nil || c.used < lru.used {
+					lru = c
+				}
+			}
+			delete(s.clients, lru.queue)
+			if lru.evicted = true; lru.calls == 0 {
+				idle = lru
+			}
+		}
+		pc = &pageClient{c: redisrpc.NewClient(s.rc, queue, redisrpc.WithFailFast(), redisrpc.WithLogger(s.log)), queue: queue}
+		s.clients[queue] = pc
+	}
+	s.used++
+	pc.used = s.used
+	pc.calls++
+	s.mu.Unlock()
+	if idle != nil {
+		idle.c.Close()
+	}
+	return pc, nil
+}
+
+// release ends a call's use of pc, and closes pc where it is no longer
+// kept and no call uses it.
+func (s *Server) release(pc *pageClient) {
+	s.mu.Lock()
+	pc.calls--
+	closing := pc.evicted && pc.calls == 0
+	s.mu.Unlock()
+	if closing {
+		pc.c.Close()
+	}
 }
 
 // requeueResult is the outcome of a requeue from the page, by Ref.

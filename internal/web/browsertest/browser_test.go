@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -383,5 +385,52 @@ func TestDeadLetterRequeue(t *testing.T) {
 	waitText(t, ctx, result, "requeued 1 of 1")
 	if left := deadLeft(); left != "" {
 		t.Errorf("accepted, yet left:\n%s", left)
+	}
+}
+
+// TestPagePolicy: in the browser, the page works under its policy, which
+// runs no inline script, and another site cannot frame it.
+func TestPagePolicy(t *testing.T) {
+	ctx := browser(t)
+	rc := redisrpctest.Redis(t)
+	q := redisrpctest.Queue(t)
+	calc(t, rc, q)
+	d := web.New(rc, true, quiet)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(runCtx) }()
+	var scripts atomic.Int32 // requests of the page's script
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/app.js" {
+			scripts.Add(1)
+		}
+		d.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { dash.Close(); cancel(); <-done })
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><title>another site</title><iframe id="f" src="%s/"></iframe>`, strings.Replace(dash.URL, "127.0.0.1", "localhost", 1))
+	}))
+	defer other.Close()
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(other.URL)); err != nil { // returns once the frame loaded, or was refused
+		t.Fatal(err)
+	}
+	if n := scripts.Load(); n != 0 {
+		t.Errorf("another site framed the page: its script was fetched %d times, want 0", n)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(dash.URL), chromedp.WaitVisible(css(card(q)))); err != nil {
+		t.Fatalf("the page under its policy: %v", err)
+	}
+	ran, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const s = document.createElement("script");
+		s.textContent = "window.inlineRan = true";
+		document.body.append(s);
+		return window.inlineRan === true;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ran {
+		t.Error("an inline script ran in the page, want it refused")
 	}
 }
