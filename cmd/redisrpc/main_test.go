@@ -417,3 +417,72 @@ func TestWeb(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsWatchRates: with the default heartbeat, whose beats publish the
+// counts every 3.3 s, stats -watch refreshing every 250 ms shows, under a
+// steady load, the rate between the servers' beats on every screen from the
+// first rate on, not 0 between beats.
+func TestStatsWatchRates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for three beats of the default heartbeat")
+	}
+	srv, rc := realRedisClient(t)
+	q := redisrpctest.Queue(t)
+	mux := redisrpc.NewMux(rc, q) // default heartbeat
+	redisrpc.Handle(mux, sum, func(_ context.Context, xs []float64) (float64, error) { return 0, nil })
+	redisrpctest.Serve(t, mux)
+	c := redisrpc.NewClient(rc, q)
+	defer c.Close()
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		for loadCtx.Err() == nil {
+			redisrpc.Call(loadCtx, c, sum, []float64{1})
+		}
+	}()
+	defer func() { stopLoad(); <-loaded }()
+
+	// Two beats give the first rate (within 6.6 s); then a beat's interval.
+	ctx, cancel := context.WithTimeout(context.Background(), 11*time.Second)
+	defer cancel()
+	r, w := io.Pipe()
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, []string{"stats", "-url", srv.URL, "-watch", "-interval", "250ms", q}, w, w)
+		w.Close()
+	}()
+	var out strings.Builder
+	var rates []string
+	first := time.Time{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "sum" {
+			continue
+		}
+		if first.IsZero() && f[1] != "-" && f[1] != "0.0" && strings.Contains(out.String(), "CALLS/S") {
+			first = time.Now()
+		}
+		if !first.IsZero() {
+			rates = append(rates, f[1])
+			if time.Since(first) > 4*time.Second {
+				cancel()
+			}
+		}
+	}
+	if code := <-exited; code != 0 {
+		t.Errorf("stats -watch: exit %d", code)
+	}
+	if first.IsZero() || len(rates) < 10 {
+		t.Fatalf("stats -watch: no rate within 11 s, or too few screens after it:\n%s", out.String())
+	}
+	t.Logf("calls/s of sum on each screen from the first rate on: %v", rates)
+	for i, rate := range rates {
+		if rate == "0.0" || rate == "-" {
+			t.Errorf("screen %d of %d from the first rate on: %s calls/s, want the rate between beats", i, len(rates), rate)
+		}
+	}
+}

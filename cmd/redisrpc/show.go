@@ -92,7 +92,7 @@ func cmdInfo(ctx context.Context, e *env, args []string) error {
 
 func cmdStats(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
-	watch := fs.Bool("watch", false, "refresh in place, showing rates and percentiles of each interval, until interrupted")
+	watch := fs.Bool("watch", false, "refresh in place, showing rates and percentiles between the servers' beats, until interrupted")
 	interval := fs.Duration("interval", time.Second, "how often -watch refreshes")
 	rest, err := e.parse(fs, args, 1, "QUEUE")
 	if err != nil {
@@ -102,22 +102,19 @@ func cmdStats(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var prev *inspect.Queue
-	var prevAt time.Time
+	var rates inspect.Rates
 	for {
 		q, err := inspect.Inspect(ctx, rc, rest[0])
 		if err != nil {
 			return fmt.Errorf("reading the registry: %w", err)
 		}
-		now := time.Now()
-		if *watch {
-			fmt.Fprint(e.stdout, "\033[H\033[2J") // to the top, and clear
-		}
-		printStats(e.stdout, q, prev, now.Sub(prevAt))
 		if !*watch {
+			printStats(e.stdout, q, nil)
 			return nil
 		}
-		prev, prevAt = q, now
+		byFunction, _ := rates.Update(q)
+		fmt.Fprint(e.stdout, "\033[H\033[2J") // to the top, and clear
+		printStats(e.stdout, q, byFunction)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -126,9 +123,10 @@ func cmdStats(ctx context.Context, e *env, args []string) error {
 	}
 }
 
-// printStats prints q's counts by function: since the servers started, or,
-// with prev, in the window since prev, as rates.
-func printStats(out io.Writer, q *inspect.Queue, prev *inspect.Queue, window time.Duration) {
+// printStats prints q's counts by function since the servers started, or,
+// with rates from inspect.Rates, the rates and percentiles between the
+// servers' last two beats: the counts change only at a beat.
+func printStats(out io.Writer, q *inspect.Queue, rates map[string]inspect.Rate) {
 	var inFlight int64
 	for _, s := range q.Servers {
 		inFlight += s.InFlight
@@ -141,39 +139,61 @@ func printStats(out io.Writer, q *inspect.Queue, prev *inspect.Queue, window tim
 		fmt.Fprintf(out, ", the oldest for %s", round(q.Oldest))
 	}
 	fmt.Fprintln(out)
+	if rates != nil && len(rates) == 0 {
+		// No server's two beats seen yet: the counts since they started.
+		var beat time.Duration
+		for _, s := range q.Servers {
+			beat = max(beat, s.Heartbeat/3)
+		}
+		if beat > 0 {
+			fmt.Fprintf(out, "rates from the servers' second beat on (they beat every %s)\n", round(beat))
+		}
+		rates = nil
+	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	if prev == nil {
+	if rates == nil {
 		fmt.Fprintln(w, "FUNCTION\tCALLS\tERRORS\tP50\tP90\tP99\tBY CODE")
 	} else {
-		fmt.Fprintf(w, "FUNCTION\tCALLS/S\tERRORS/S\tP50\tP90\tP99\tBY CODE (the last %s)\n", round(window))
+		fmt.Fprintln(w, "FUNCTION\tCALLS/S\tERRORS/S\tP50\tP90\tP99\tBY CODE /S (between each server's last two beats)")
 	}
 	for _, name := range slices.Sorted(maps.Keys(q.Stats)) {
-		st := q.Stats[name]
 		label := name
 		if label == "" {
 			label = "(unknown functions)"
 		}
-		if prev != nil {
-			st = st.Since(prev.Stats[name])
+		if rates != nil {
+			r, ok := rates[name]
+			if !ok {
+				fmt.Fprintf(w, "%s\t-\t-\t-\t-\t-\t\n", label)
+				continue
+			}
+			var codes []string
+			for _, code := range slices.Sorted(maps.Keys(r.ByCode)) {
+				if r.ByCode[code] > 0 {
+					codes = append(codes, fmt.Sprintf("%s %.1f", codeName(code), r.ByCode[code]))
+				}
+			}
+			fmt.Fprintf(w, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", label, r.Calls, r.Errors, round(r.P50), round(r.P90), round(r.P99), strings.Join(codes, ", "))
+			continue
 		}
+		st := q.Stats[name]
 		var errs uint64
 		var codes []string
 		for _, code := range slices.Sorted(maps.Keys(st.Errors)) {
 			errs += st.Errors[code]
-			c := code
-			if c == "" {
-				c = "no code"
-			}
-			codes = append(codes, fmt.Sprintf("%s %d", c, st.Errors[code]))
+			codes = append(codes, fmt.Sprintf("%s %d", codeName(code), st.Errors[code]))
 		}
-		calls, errCol := fmt.Sprint(st.Calls), fmt.Sprint(errs)
-		if prev != nil && window > 0 {
-			calls = fmt.Sprintf("%.1f", float64(st.Calls)/window.Seconds())
-			errCol = fmt.Sprintf("%.1f", float64(errs)/window.Seconds())
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, calls, errCol, round(st.P50), round(st.P90), round(st.P99), strings.Join(codes, ", "))
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\n", label, st.Calls, errs, round(st.P50), round(st.P90), round(st.P99), strings.Join(codes, ", "))
 	}
 	w.Flush()
+}
+
+// codeName is how a list shows an error code.
+func codeName(code string) string {
+	if code == "" {
+		return "no code"
+	}
+	return code
 }
 
 // round shortens d for a person.

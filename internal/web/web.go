@@ -45,9 +45,10 @@ type Server struct {
 	log     *slog.Logger
 	hosts   []string // names it answers under, besides loopback names and IP addresses
 
+	rates map[string]*inspect.Rates // by queue; Run's goroutine alone uses it
+
 	mu      sync.Mutex
 	state   State
-	prev    map[string]reading // by queue: the last reading, for rates
 	history map[string][]Point // by queue
 	clients map[string]*pageClient
 	used    int64 // counts client uses, to find the least recently used
@@ -67,12 +68,6 @@ type pageClient struct {
 	evicted bool  // out of Server.clients: closed by its last call
 }
 
-// reading is a queue's counts at one time.
-type reading struct {
-	at    time.Time
-	total inspect.FunctionStats
-}
-
 // State is what the page shows, as JSON.
 type State struct {
 	Updated  int64     `json:"updated"`
@@ -86,9 +81,9 @@ type Service struct {
 	Queue      string               `json:"queue"`
 	Depth      int64                `json:"depth"`
 	OldestMS   int64                `json:"oldest_ms"`
-	Rate       float64              `json:"rate"`       // calls/s in the last refresh
-	ErrorRate  float64              `json:"error_rate"` // failed calls/s in the last refresh
-	P99US      int64                `json:"p99_us"`     // in the last refresh
+	Rate       float64              `json:"rate"`       // calls/s between the servers' last two beats (inspect.Rates)
+	ErrorRate  float64              `json:"error_rate"` // failed calls/s, likewise
+	P99US      int64                `json:"p99_us"`     // of the calls between those beats
 	Errors     map[string]uint64    `json:"errors"`     // since the servers started, by code
 	Servers    []Node               `json:"servers"`
 	Functions  []Function           `json:"functions"`
@@ -151,7 +146,7 @@ type Point struct {
 // this machine (DNS rebinding); others get 421. Actions must come from the
 // page itself: one whose Origin is another gets 403. No page may frame it.
 func New(rc rueidis.Client, actions bool, log *slog.Logger, hosts ...string) *Server {
-	s := &Server{rc: rc, actions: actions, log: log, prev: map[string]reading{}, history: map[string][]Point{},
+	s := &Server{rc: rc, actions: actions, log: log, rates: map[string]*inspect.Rates{}, history: map[string][]Point{},
 		clients: map[string]*pageClient{}, state: State{Actions: actions}}
 	for _, h := range hosts {
 		s.hosts = append(s.hosts, hostName(h))
@@ -204,7 +199,7 @@ func (s *Server) refresh(ctx context.Context) {
 		return
 	}
 	var svcs []Service
-	readings := map[string]reading{}
+	listed := map[string]bool{}
 	for _, svc := range services {
 		q, err := inspect.Inspect(ctx, s.rc, svc.Queue)
 		if err != nil {
@@ -216,8 +211,23 @@ func (s *Server) refresh(ctx context.Context) {
 			state.Error = err.Error()
 			break
 		}
-		readings[svc.Queue] = reading{at: now, total: q.Total()}
-		svcs = append(svcs, s.service(q, dead, readings[svc.Queue]))
+		one := s.service(q, dead)
+		r := s.rates[svc.Queue]
+		if r == nil {
+			r = new(inspect.Rates)
+			s.rates[svc.Queue] = r
+		}
+		listed[svc.Queue] = true
+		_, rate := r.Update(q)
+		one.Rate, one.ErrorRate, one.P99US = rate.Calls, rate.Errors, rate.P99.Microseconds()
+		svcs = append(svcs, one)
+	}
+	if state.Error == "" {
+		for queue := range s.rates {
+			if !listed[queue] {
+				delete(s.rates, queue)
+			}
+		}
 	}
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Queue < svcs[j].Queue })
 	state.Services = svcs
@@ -225,15 +235,6 @@ func (s *Server) refresh(ctx context.Context) {
 	defer s.mu.Unlock()
 	for i := range state.Services {
 		svc := &state.Services[i]
-		if prev, ok := s.prev[svc.Queue]; ok {
-			window := readings[svc.Queue].total.Since(prev.total)
-			dt := now.Sub(prev.at).Seconds()
-			var errs uint64
-			for _, n := range window.Errors {
-				errs += n
-			}
-			svc.Rate, svc.ErrorRate, svc.P99US = float64(window.Calls)/dt, float64(errs)/dt, window.P99.Microseconds()
-		}
 		h := append(s.history[svc.Queue], Point{T: state.Updated, Rate: svc.Rate, P99US: svc.P99US})
 		if len(h) > History {
 			h = h[len(h)-History:]
@@ -241,12 +242,18 @@ func (s *Server) refresh(ctx context.Context) {
 		s.history[svc.Queue] = h
 		svc.History = h
 	}
-	s.prev = readings
+	if state.Error == "" {
+		for queue := range s.history {
+			if !listed[queue] {
+				delete(s.history, queue)
+			}
+		}
+	}
 	s.state = state
 }
 
-func (s *Server) service(q *inspect.Queue, dead []inspect.DeadLetter, r reading) Service {
-	svc := Service{Queue: q.Name, Depth: q.Depth, OldestMS: q.Oldest.Milliseconds(), Errors: r.total.Errors,
+func (s *Server) service(q *inspect.Queue, dead []inspect.DeadLetter) Service {
+	svc := Service{Queue: q.Name, Depth: q.Depth, OldestMS: q.Oldest.Milliseconds(), Errors: q.Total().Errors,
 		Processing: q.Processing, Servers: []Node{}, Functions: []Function{}, Dead: []Dead{}}
 	for _, srv := range q.Servers {
 		up := int64(0)
