@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/localredis"
 	"github.com/redisrpc/redisrpc/redisrpctest"
 )
@@ -928,9 +929,17 @@ func TestShards(t *testing.T) {
 func testShards(t *testing.T, q string) {
 	rc := redisrpctest.Redis(t)
 	const shards, calls = 3, 9
+	ctx := timeout(t, 20*time.Second)
+	// A server that registered 3 shards and takes nothing: calls go to the
+	// shards its entry names, and wait there.
+	if err := errors.Join(
+		rc.Do(ctx, rc.B().Zadd().Key(keys.Leases(q)).ScoreMember().ScoreMember(float64(time.Now().Add(time.Minute).UnixMilli()), "idle").Build()).Error(),
+		rc.Do(ctx, rc.B().Set().Key(keys.Server(q, "idle")).Value(`{"id":"idle","shards":3}`).Px(time.Minute).Build()).Error(),
+	); err != nil {
+		t.Fatal(err)
+	}
 	c := newClient(t, rc, q, redisrpc.WithShards(shards))
 	double := redisrpc.NewEndpoint[int, int]("double")
-	ctx := timeout(t, 20*time.Second)
 	var wg sync.WaitGroup
 	for i := range calls {
 		wg.Go(func() {
@@ -939,17 +948,13 @@ func testShards(t *testing.T, q string) {
 			}
 		})
 	}
-	// Before any server runs, the requests wait spread over the shards:
-	// every key holding q's name is one of its request lists.
+	// Before a server that takes them runs, the requests wait spread over
+	// the shards.
 	var lens []int64
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		keys, err := rc.Do(ctx, rc.B().Keys().Pattern("*"+strings.Trim(q, "{}")+"*").Build()).AsStrSlice()
-		if err != nil {
-			t.Fatal(err)
-		}
 		lens = lens[:0]
 		var total int64
-		for _, key := range keys {
+		for _, key := range keys.Shards(q, shards) {
 			n, _ := rc.Do(ctx, rc.B().Llen().Key(key).Build()).AsInt64()
 			lens = append(lens, n)
 			total += n

@@ -615,8 +615,15 @@ func TestPoisonRequest(t *testing.T) {
 	if err != nil || len(dead) != 1 || dead[0].Deliveries != 3 || dead[0].Function != "slow" || !strings.Contains(dead[0].Why, "WithMaxDeliveries") {
 		t.Fatalf("dead letters: got %+v, %v; want the poison request, 3 deliveries", dead, err)
 	}
-	// Requeued, it is delivered again (and kills the last server).
-	if err := inspect.Requeue(ctx, rc, dead[0]); err != nil {
+	// Its caller was told it failed: requeuing it must be explicit. Requeued,
+	// it is delivered again (and kills the last server).
+	if !dead[0].Answered {
+		t.Error("the dead letter: got Answered false, want true: its caller got CodeInternal")
+	}
+	if err := inspect.Requeue(ctx, rc, dead[0]); !errors.Is(err, inspect.ErrAnswered) {
+		t.Fatalf("Requeue without WithAnswered: got %v, want ErrAnswered", err)
+	}
+	if err := inspect.Requeue(ctx, rc, dead[0], inspect.WithAnswered()); err != nil {
 		t.Fatal(err)
 	}
 	if dead, _ := inspect.DeadLetters(ctx, rc, q); len(dead) != 0 {
