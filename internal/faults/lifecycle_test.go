@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/inspect"
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/redisrpctest"
 )
@@ -283,4 +284,31 @@ func processing(t *testing.T, q string) int64 {
 		n += llen(t, keys.Processing(q, id))
 	}
 	return n
+}
+
+// TestShardsSeenAfterServersLeft: a server WithShards records its count, so
+// that once every server has stopped, inspect still sees what waits on each
+// shard.
+func TestShardsSeenAfterServersLeft(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithShards(3))
+	served := make(chan error, 1)
+	go func() { served <- mux.Serve(context.Background()) }()
+	<-mux.Ready()
+	if err := mux.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-served
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, list := range keys.Shards(q, 3) {
+		if err := rc.Do(ctx, rc.B().Rpush().Key(list).Element(`{"function_call":{"name":"slow"}}`).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := inspect.Inspect(ctx, rc, q)
+	if err != nil || got.Depth != 3 || len(got.Lists) != 3 || len(got.Servers) != 0 {
+		t.Errorf("Inspect with no server live: got %+v, %v; want depth 3 over 3 lists", got, err)
+	}
 }

@@ -372,7 +372,10 @@ func (s *Server) publish(ctx context.Context) error {
 	info.HeartbeatMS = s.cfg.Lease.Milliseconds()
 	info.Stats.Pops, info.Stats.Taken, info.Stats.InFlight = s.Counts()
 	info.Updated = time.Now().UnixMilli()
-	return registry.Publish(ctx, s.rc, &info, s.cfg.Lease)
+	// The shard count is recorded apart, for good: tools find the shards'
+	// requests and dead letters while no server is live.
+	return errors.Join(registry.Publish(ctx, s.rc, &info, s.cfg.Lease),
+		registry.RecordShards(ctx, s.rc, s.cfg.Queue, s.cfg.Shards))
 }
 
 var host, _ = os.Hostname()
