@@ -19,8 +19,9 @@ import (
 // (WithMaxDeliveries), each server that took it having stopped before
 // answering.
 type DeadLetter struct {
-	// Ref names this dead letter and no other, for as long as it is one:
-	// the first 12 hex digits of the SHA-1 of the dead letter as stored.
+	// Ref names this dead letter, for as long as it is one: the first 12
+	// hex digits of the SHA-1 of the dead letter as stored, which only a
+	// dead letter of the same bytes shares.
 	Ref        string
 	List       string // the request list it came from
 	Request    string // the request as it was queued

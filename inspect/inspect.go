@@ -5,6 +5,13 @@
 // the dead letters, which it can also requeue or purge. It changes nothing
 // else, and works on Redis Cluster. The keys it reads are listed in
 // docs/protocol.md.
+//
+// A queue's lists are those of every shard count its servers recorded, so
+// that its depth and dead letters are seen while no server is live. A dead
+// letter is named by its Ref, and Requeue acts on that one alone; it refuses
+// one whose caller was told it failed (DeadLetter.Answered) unless given
+// WithAnswered. Servers publish their counts at each beat: Rates turns them
+// into rates between each server's beats.
 package inspect
 
 import (
