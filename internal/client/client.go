@@ -405,13 +405,19 @@ func (c *Client) refresh(failing bool) bool {
 	// registered the same count, and to the queue while none is live.
 	v := &view{read: true, live: len(infos), lists: []string{c.cfg.Queue}, maxRequest: c.cfg.MaxMessage}
 	shards := map[int]bool{}
+	unknown := false // a server has published no entry yet
 	for _, info := range infos {
-		shards[info.Shards] = true // 0 where a server published no entry yet
+		if info.Shards > 0 {
+			shards[info.Shards] = true
+		} else {
+			unknown = true
+		}
 		if info.MaxMessage > 0 {
 			v.maxRequest = min(v.maxRequest, info.MaxMessage)
 		}
 	}
 	switch {
+	case unknown:
 	case len(shards) > 1:
 		if !c.disagreed.Swap(true) {
 			c.cfg.Logger.Warn("redisrpc: the servers of the queue registered different shard counts; calls go to the queue itself, which all serve",
