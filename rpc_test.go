@@ -1804,15 +1804,15 @@ func TestClassicClientLifecycle(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
 	echo := redisrpc.NewEndpoint[int, int]("echo")
-	within := func(d time.Duration, f func() error) (error, time.Duration) {
+	within := func(d time.Duration, f func() error) (time.Duration, error) {
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- f() }()
 		select {
 		case err := <-done:
-			return err, time.Since(start)
+			return time.Since(start), err
 		case <-time.After(d):
-			return <-done, time.Since(start)
+			return time.Since(start), <-done
 		}
 	}
 
@@ -1828,7 +1828,7 @@ func TestClassicClientLifecycle(t *testing.T) {
 
 	c := newClient(t, rc, q, redisrpc.WithClassicServer())
 	go func() { time.Sleep(200 * time.Millisecond); c.Close() }()
-	err, took := within(3*time.Second, func() error { _, err := redisrpc.Call(timeout(t, 5*time.Second), c, echo, 2); return err })
+	took, err := within(3*time.Second, func() error { _, err := redisrpc.Call(timeout(t, 5*time.Second), c, echo, 2); return err })
 	if !errors.Is(err, redisrpc.ErrClientClosed) || took > time.Second {
 		t.Errorf("a call in flight at Close: got %v after %v, want ErrClientClosed at once", err, took.Round(time.Millisecond))
 	}
@@ -1836,7 +1836,7 @@ func TestClassicClientLifecycle(t *testing.T) {
 	c = newClient(t, rc, q, redisrpc.WithClassicServer())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
-	err, took = within(3*time.Second, func() error { _, err := redisrpc.Call(ctx, c, echo, 3); return err })
+	took, err = within(3*time.Second, func() error { _, err := redisrpc.Call(ctx, c, echo, 3); return err })
 	if !errors.Is(err, context.Canceled) || took > time.Second {
 		t.Errorf("a call cancelled: got %v after %v, want context.Canceled at once", err, took.Round(time.Millisecond))
 	}
