@@ -227,10 +227,11 @@ func (m *Mux) register(name string, h *handler) {
 // Serve takes requests from the queue and runs their handlers until ctx ends
 // or Shutdown is called. Up to WithConcurrency handlers run at once; Serve takes
 // requests only while a handler slot is free, so requests wait in Redis, not in
-// memory: the most that waits in memory is one per pop (one per shard, and
-// the inbox's at least once) where they outnumber the free slots, taken
-// together while each pop waited for whichever request came first. Redis failures are logged and retried with back-off; they do not end
-// Serve. Serve returns an error at once if m is already serving, and
+// memory. Where the server has fewer slots than lists (shards, and the inbox
+// CallAll uses), it keeps a pop waiting on each while any slot is free, and
+// each may bring a request that then waits in memory for a slot: at most one
+// per list. Redis failures are logged and retried with back-off; they do not
+// end Serve. Serve returns an error at once if m is already serving, and
 // ErrServerClosed after Shutdown.
 //
 // Ending ctx is a hard stop: Serve stops taking requests, cancels the
@@ -259,9 +260,9 @@ func (m *Mux) Serve(ctx context.Context) error {
 // which goes back to the queue. If ctx ends first, Shutdown cancels the
 // handlers' contexts, as ending Serve's context does, and returns ctx.Err();
 // Serve returns at most a second later, or, while Redis does not answer,
-// once the server's last commands (giving back requests, leaving) time out,
-// 5 s each. Neither Shutdown nor a hard stop waits for Redis to keep its
-// own deadline. Shutdown may be called before Serve, and more than once.
+// once the stop's commands (waking its pops, giving back requests, leaving)
+// time out: 5 s after the stop in all. Neither Shutdown nor a hard stop waits
+// for Redis to keep its own deadline. Shutdown may be called before Serve, and more than once.
 func (m *Mux) Shutdown(ctx context.Context) error { return m.server.Shutdown(ctx) }
 
 // Stats is what a Mux has done since it was made, and what it does now.
@@ -475,8 +476,17 @@ func (m *Mux) failure(ctx context.Context, req *wire.Request, err error) wire.Re
 	expired := req.Deadline != 0 && !time.Now().Before(time.UnixMilli(req.Deadline))
 	var e *Error
 	switch {
-	case errors.As(err, &e) && e.Code == CodeDeadlineExceeded && !expired && !server.CutOff(ctx):
-		return wire.Failure(req.ID, string(CodeUnavailable), ownDeadline+": "+e.Message)
+	case errors.As(err, &e) && e.Code == CodeDeadlineExceeded && !expired:
+		msg := ownDeadline + ": " + e.Message
+		if server.CutOff(ctx) {
+			msg = "the server stopped before the handler returned: " + e.Message
+		}
+		return wire.Failure(req.ID, string(CodeUnavailable), msg)
+	case errors.As(err, &e) && e.cause != nil && m.cfg.redact:
+		// A failure of the handler's own calls, made by a Client here: its
+		// text names addresses of this side.
+		m.cfg.logger.Error("redisrpc: handler failed", "queue", m.queue, "function", name, "id", req.ID, "err", err)
+		return wire.Failure(req.ID, string(e.Code), "a call of the handler's own failed")
 	case errors.As(err, &e):
 		resp := wire.Failure(req.ID, string(e.Code), e.Message)
 		if e.Details != nil {

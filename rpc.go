@@ -229,9 +229,15 @@ func (e *Error) Is(target error) bool {
 // for failures reported by the remote side.
 func (e *Error) Unwrap() error { return e.cause }
 
-// unavailable is the error of a call that Redis or the network failed.
+// unavailable is the error of a call that Redis or the network failed. A
+// timeout of the library's own (a send's, 5 s) keeps its text but not its
+// context.DeadlineExceeded, which only the caller's deadline may match.
 func unavailable(err error) error {
-	return &Error{Code: CodeUnavailable, Message: err.Error(), cause: err}
+	cause := err
+	if errors.Is(err, context.DeadlineExceeded) {
+		cause = errors.New(err.Error())
+	}
+	return &Error{Code: CodeUnavailable, Message: err.Error(), cause: cause}
 }
 
 // CodeOf returns the Code of the first *Error in err's chain,
@@ -348,8 +354,10 @@ func WithLogger(l *slog.Logger) Option {
 // and so, on Redis Cluster, over different masters: the queue itself and n-1
 // lists named after it. A Client sends each call to the next list in turn of
 // those its servers registered (it reads the registry every two seconds),
-// and to the queue itself, which every Mux serves, while none is live or
-// their counts differ; a Mux keeps a pop waiting on each and takes from each at most an equal share
+// and to the queue itself, which every Mux serves, while none is live,
+// their counts differ or the registry cannot be read: a Client follows its
+// servers, and its own n matters only to a shared option list; a Mux keeps a
+// pop waiting on each and takes from each at most an equal share
 // of its free handler slots. Requests are taken in order within a list, not
 // across lists. Give a service's clients and servers the same n; classic
 // clients use the queue itself, which every Mux serves. The default is 1;

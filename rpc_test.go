@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"reflect"
 	"slices"
@@ -1872,5 +1873,400 @@ func TestBracedQueueOfItsOwn(t *testing.T) {
 	braced := newClient(t, rc, "{"+q+"}", redisrpc.WithFailFast())
 	if got, err := redisrpc.Call(timeout(t, 3*time.Second), braced, echo, 2); err != nil || got != 2 {
 		t.Errorf("a call to {%s}: got %d, %v; want 2", q, got, err)
+	}
+}
+
+// serveNoWait serves mux in the background, without waiting for Ready, and
+// shuts it down when the test ends.
+func serveNoWait(t *testing.T, mux *redisrpc.Mux) {
+	t.Helper()
+	served := make(chan error, 1)
+	go func() { served <- mux.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		mux.Shutdown(ctx)
+		<-served
+	})
+}
+
+// TestReadyWithOneShardBroken: Ready is documented to close once the
+// server is registered (its lease on the queue held and its entry
+// published, so that WithFailFast clients and tools see it). With one
+// shard's lease key broken the server is registered and serves, as
+// TestBeatPastErrors wants, but every beat reports an error and Ready never
+// closes: a readiness probe says "not ready" for ever, and
+// redisrpctest.Serve (which waits for Ready) hangs; TestBeatPastErrors in
+// internal/faults now hangs until the test binary's timeout.
+func TestReadyWithOneShardBroken(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	ctx := timeout(t, 10*time.Second)
+	shards := keys.Shards(q, 3)
+	if err := rc.Do(ctx, rc.B().Set().Key(keys.Leases(shards[1])).Value("x").Ex(time.Minute).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithShards(3), redisrpc.WithHeartbeat(300*time.Millisecond))
+	echo := redisrpc.NewEndpoint[int, int]("echo")
+	redisrpc.Handle(mux, echo, func(_ context.Context, x int) (int, error) { return x, nil })
+	serveNoWait(t, mux)
+
+	// The server is registered and serves: a fail-fast client sees it.
+	c := newClient(t, rc, q, redisrpc.WithFailFast())
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		got, err := redisrpc.Call(timeout(t, 2*time.Second), c, echo, 7)
+		if err == nil && got == 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a fail-fast call: got %d, %v; want 7 (the test expects the server registered)", got, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-mux.Ready():
+	case <-time.After(2 * time.Second):
+		t.Errorf("Ready: still open 2 s after the server was registered and answered a fail-fast call; want closed once registered")
+	}
+}
+
+// TestCutOffDeadlineErrorIsNotTheCallers: a handler that a stop cut
+// off and that returns an *Error with CodeDeadlineExceeded answers
+// deadline_exceeded although its caller's deadline is seconds away, so the
+// caller's errors.Is(err, context.DeadlineExceeded) holds for a deadline
+// that is not its own. The package doc: deadline_exceeded "once the
+// caller's deadline passed", "the same before the caller's deadline":
+// CodeUnavailable; "any error, when the server's stop cut the handler off:
+// CodeUnavailable".
+func TestCutOffDeadlineErrorIsNotTheCallers(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	wait := redisrpc.NewEndpoint[int, int]("wait")
+	running := make(chan struct{}, 1)
+	redisrpc.Handle(mux, wait, func(ctx context.Context, _ int) (int, error) {
+		running <- struct{}{}
+		<-ctx.Done()
+		// A downstream call's verdict, as a handler passes it on.
+		return 0, redisrpc.NewError(redisrpc.CodeDeadlineExceeded, "inventory: context deadline exceeded")
+	})
+	served := make(chan error, 1)
+	go func() { served <- mux.Serve(context.Background()) }()
+	defer func() { mux.Shutdown(context.Background()); <-served }()
+	c := newClient(t, rc, q)
+	ctx := timeout(t, 10*time.Second)
+	errc := make(chan error, 1)
+	go func() { _, err := redisrpc.Call(ctx, c, wait, 1); errc <- err }()
+	select {
+	case <-running:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler did not start")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	mux.Shutdown(sctx) // cuts the handler off at 100 ms
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call did not return within 5 s of the stop")
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the caller's context ended (%v): the test needs it alive", ctx.Err())
+	}
+	if errors.Is(err, context.DeadlineExceeded) || redisrpc.CodeOf(err) == redisrpc.CodeDeadlineExceeded {
+		t.Errorf("a cut-off handler's deadline error, the caller's deadline ~10 s away: got %v (code %q, matches context.DeadlineExceeded: %v); want CodeUnavailable, not matching context.DeadlineExceeded",
+			err, redisrpc.CodeOf(err), errors.Is(err, context.DeadlineExceeded))
+	}
+}
+
+// proxy forwards TCP connections to target until closed; after close, new
+// connections are refused and old ones are cut.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func redisAddr(t *testing.T, rc rueidis.Client) string {
+	for addr := range rc.Nodes() {
+		return addr
+	}
+	t.Fatal("no node address")
+	return ""
+}
+
+// TestRedactedDownstreamTransportFailure: WithRedactedErrors promises
+// that plain handler errors reach callers as internal "internal error", the
+// text logged on the server. Since Redis failures of a call became an
+// *Error with CodeUnavailable (issue 18, item 14), a handler that returns
+// its downstream call's Redis failure, as README's orders service does,
+// sends its caller the downstream's network error text verbatim (here the
+// address of the downstream Redis); before that fix it was redacted.
+func TestRedactedDownstreamTransportFailure(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	p := newProxy(t, redisAddr(t, rc))
+	down, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.ln.Addr().String()}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Skipf("a client through a proxy: %v", err)
+	}
+	defer down.Close()
+	q := newQueue(t)
+	inventory := newClient(t, down, q+".inventory")
+	p.close() // the downstream Redis is gone
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithRedactedErrors())
+	place := redisrpc.NewEndpoint[int, int]("place")
+	reserve := redisrpc.NewEndpoint[int, int]("reserve")
+	var handlerErr atomic.Value
+	redisrpc.Handle(mux, place, func(ctx context.Context, x int) (int, error) {
+		n, err := redisrpc.Call(ctx, inventory, reserve, x)
+		if err != nil {
+			handlerErr.Store(err.Error())
+		}
+		return n, err
+	})
+	serve(t, mux)
+	c := newClient(t, rc, q)
+	_, err = redisrpc.Call(timeout(t, 5*time.Second), c, place, 1)
+	herr, _ := handlerErr.Load().(string)
+	if herr == "" {
+		t.Fatalf("the handler's downstream call did not fail (caller got %v)", err)
+	}
+	var rerr *redisrpc.Error
+	if !errors.As(err, &rerr) {
+		t.Fatalf("got %v, want an *Error", err)
+	}
+	if strings.Contains(rerr.Message, "sending the request") || strings.Contains(rerr.Message, p.ln.Addr().String()) {
+		t.Errorf("WithRedactedErrors, the handler returned its downstream failure %q: the caller got %q (code %q); want the handler's text kept on the server (internal \"internal error\")",
+			herr, rerr.Message, rerr.Code)
+	}
+}
+
+// gatedRedis passes every command on to Redis, but holds the first command
+// that writes to a server's inbox until release is closed.
+type gatedRedis struct {
+	rueidis.Client
+	once    sync.Once
+	hit     chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedRedis) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	for _, arg := range cmd.Commands() {
+		if strings.Contains(arg, ":inbox:") {
+			first := false
+			g.once.Do(func() { first = true })
+			if first {
+				close(g.hit)
+				select { // a slow push, which its context ends, as rueidis' does
+				case <-g.release:
+				case <-ctx.Done():
+					return rueidis.NewErrorResult(ctx.Err())
+				}
+			}
+			break
+		}
+	}
+	return g.Client.Do(ctx, cmd)
+}
+
+// TestCallAllSendsAfterClose: Close "waits for the client's
+// goroutines ..., so that nothing reaches Redis from c after it returns",
+// and "requests not yet sent are not sent". A CallAll whose push to a
+// server's inbox is under way when Close is called (a slow network; here
+// the push is held by a wrapper of the rueidis client) still pushes it
+// after Close returned, and the server runs it, though its caller got
+// ErrClientClosed.
+func TestCallAllSendsAfterClose(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	flush := redisrpc.NewEndpoint[int, int]("flush")
+	var ran atomic.Int64
+	redisrpc.Handle(mux, flush, func(_ context.Context, x int) (int, error) { ran.Add(1); return x, nil })
+	serve(t, mux)
+	g := &gatedRedis{Client: rc, hit: make(chan struct{}), release: make(chan struct{})}
+	c := redisrpc.NewClient(g, q, redisrpc.WithLogger(quiet))
+	type out struct {
+		res []redisrpc.Result[int]
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		res, err := redisrpc.CallAll(timeout(t, 5*time.Second), c, flush, 1)
+		done <- out{res, err}
+	}()
+	select {
+	case <-g.hit:
+	case <-time.After(5 * time.Second):
+		close(g.release)
+		t.Fatal("CallAll did not push to an inbox")
+	}
+	c.Close() // returns: nothing may reach Redis from c after this
+	close(g.release)
+	o := <-done
+	time.Sleep(500 * time.Millisecond) // the server answers in milliseconds
+	if n := ran.Load(); n != 0 {
+		t.Errorf("after Close returned, CallAll's request reached the server and ran %d time(s) (CallAll gave %+v, %v); want nothing sent after Close", n, o.res, o.err)
+	}
+}
+
+// TestClassicCallAllMessageLimit: CallAll refuses requests over the
+// servers' registered message limit with ErrTooLarge (issue 18, item 7),
+// and CallAll works with a classic client (item 11); but a classic
+// client's CallAll ignores the limit the servers registered and sends.
+func TestClassicCallAllMessageLimit(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithMaxMessageSize(200))
+	echo := redisrpc.NewEndpoint[string, string]("echo")
+	redisrpc.Handle(mux, echo, func(_ context.Context, s string) (string, error) { return s, nil })
+	serve(t, mux)
+	c := newClient(t, rc, q, redisrpc.WithClassicServer())
+	big := strings.Repeat("x", 1000)
+	res, err := redisrpc.CallAll(timeout(t, 3*time.Second), c, echo, big)
+	if err != nil || len(res) != 1 || !errors.Is(res[0].Err, redisrpc.ErrTooLarge) {
+		var got error
+		if len(res) == 1 {
+			got = res[0].Err
+		}
+		t.Errorf("CallAll of a classic client, a request over the server's 200-byte limit: got %d results, first error %v, %v; want one result with ErrTooLarge", len(res), got, err)
+	}
+}
+
+// failFirstRegistryRead passes every command on to Redis but fails the
+// first read of a lease set (the registry's live servers), as a transient
+// Redis error would.
+type failFirstRegistryRead struct {
+	rueidis.Client
+	failed atomic.Bool
+}
+
+func (f *failFirstRegistryRead) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	args := cmd.Commands()
+	if len(args) > 0 && strings.HasPrefix(args[0], "EVAL") {
+		for _, a := range args {
+			if strings.HasSuffix(a, ":leases") && f.failed.CompareAndSwap(false, true) {
+				return rueidis.NewErrorResult(errors.New("a transient failure of the registry read"))
+			}
+		}
+	}
+	return f.Client.Do(ctx, cmd)
+}
+
+// TestShardedClientAfterFailedRegistryRead: WithShards: a Client
+// sends to the shards "of those its servers registered ..., and to the
+// queue itself, which every Mux serves, while none is live or their counts
+// differ" (issue 18, item 5: a WithShards client calling before it knew its
+// servers lost calls). When its first registry read fails, the client
+// knows no server, yet sends to its own shard count: an unsharded server,
+// live all along, never sees the calls, which end at their deadlines.
+func TestShardedClientAfterFailedRegistryRead(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	echo := redisrpc.NewEndpoint[int, int]("echo")
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	redisrpc.Handle(mux, echo, func(_ context.Context, x int) (int, error) { return x, nil })
+	serve(t, mux) // registered before the client's first call
+	c := newClient(t, &failFirstRegistryRead{Client: rc}, q, redisrpc.WithShards(3))
+	lost := 0
+	for i := range 3 { // within the client's first 2 s, before its next registry read
+		if got, err := redisrpc.Call(timeout(t, 500*time.Millisecond), c, echo, i); err != nil || got != i {
+			lost++
+			t.Logf("call %d: got %d, %v", i, got, err)
+		}
+	}
+	if lost > 0 {
+		t.Errorf("a WithShards(3) client whose first registry read failed, one unsharded server live: %d of 3 calls failed; want all sent to the queue itself and answered", lost)
+	}
+}
+
+// TestBusyServerHoldsCallsFromIdleOne: README's WithConcurrency:
+// "handlers running at once; requests wait in Redis beyond that", and
+// Mux.Serve: "Serve takes requests only while a handler slot is free". Two
+// servers of a queue, WithConcurrency(1): while one runs a long handler,
+// its other pop, which reserved a slot "on credit" while the slot was
+// free, keeps waiting in Redis and takes the next call, which then waits in
+// that server's memory for the long handler, although the other server is
+// idle. Before the fix for item 4 (74b6f39) 0 of 8 such calls failed; now
+// most do.
+func TestBusyServerHoldsCallsFromIdleOne(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	nap := redisrpc.NewEndpoint[int, int]("nap")
+	for range 2 {
+		m := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(1))
+		redisrpc.Handle(m, nap, func(_ context.Context, ms int) (int, error) {
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+			return ms, nil
+		})
+		serve(t, m)
+	}
+	c := newClient(t, rc, q)
+	if _, err := redisrpc.Call(timeout(t, 5*time.Second), c, nap, 0); err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for i := range 4 {
+		long := make(chan struct{})
+		go func() { redisrpc.Call(timeout(t, 5*time.Second), c, nap, 1200); close(long) }()
+		time.Sleep(50 * time.Millisecond) // one server runs it; the other is idle
+		start := time.Now()
+		if _, err := redisrpc.Call(timeout(t, 600*time.Millisecond), c, nap, 1); err != nil {
+			failed++
+			t.Logf("trial %d: a 1 ms call beside an idle server: %v after %v", i, err, time.Since(start).Round(time.Millisecond))
+		}
+		<-long
+		time.Sleep(time.Duration(i) * 230 * time.Millisecond) // vary the pops' phase
+	}
+	if failed > 0 {
+		t.Errorf("%d of 4 calls of 1 ms, made while one of two servers ran a 1.2 s handler and the other was idle, hit their 600 ms deadline; want each served by the idle server", failed)
 	}
 }

@@ -125,7 +125,9 @@ func New(rc rueidis.Client, cfg Config) *Client {
 		ctx:      ctx,
 		stop:     stop,
 	}
-	c.view.Store(&view{lists: keys.Shards(cfg.Queue, cfg.Shards), maxRequest: cfg.MaxMessage})
+	// Until the registry shows live servers and their shard count, calls go
+	// to the queue itself, which every server serves.
+	c.view.Store(&view{lists: []string{cfg.Queue}, maxRequest: cfg.MaxMessage})
 	c.recvLog = outage.New(cfg.Logger, "redisrpc: receiving responses", "queue", c.replyKey)
 	// Callers must never wait on Redis past their context: a goroutine sends.
 	c.pusher = lists.NewPusher(rc, lists.PusherConfig{OnError: c.pushFailed})
@@ -177,7 +179,7 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 	defer c.release()
 	req.Sent = time.Now().UnixMilli()
 	if c.cfg.Classic {
-		return c.callClassic(ctx, req, "")
+		return c.callClassic(ctx, req, "", c.cfg.MaxMessage)
 	}
 	v, err := c.current(ctx)
 	if err != nil {
@@ -284,12 +286,12 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 	}
 	defer c.release()
 	req.Sent = time.Now().UnixMilli()
-	if c.cfg.Classic {
-		return c.callClassic(ctx, req, server)
-	}
 	v, err := c.read(ctx)
 	if err != nil {
 		return "", err
+	}
+	if c.cfg.Classic {
+		return c.callClassic(ctx, req, server, v.maxRequest)
 	}
 	body, err := c.encode(req, v.maxRequest)
 	if err != nil {
@@ -300,14 +302,37 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 		resultChans.Put(ch)
 		return "", err
 	}
-	if err := c.pushInbox(ctx, server, body); err != nil {
+	// Close ends the push, and waits for it.
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	if err := c.sending(func() error { return c.pushInbox(pctx, server, body) }); err != nil {
 		c.unregister(req.ID)
-		if ctx.Err() != nil {
+		switch {
+		case err == c.cfg.Closed || c.ctx.Err() != nil:
+			return "", c.cfg.Closed
+		case ctx.Err() != nil:
 			return "", ctx.Err()
 		}
 		return "", c.cfg.Transport(fmt.Errorf("sending the request: %w", err))
 	}
 	return c.wait(ctx, req.ID, ch)
+}
+
+// sending runs push, a send of the calling goroutine's own, unless the
+// client is closed (cfg.Closed); Close waits for it, so that nothing reaches
+// Redis from the client after Close returns.
+func (c *Client) sending(push func() error) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.cfg.Closed
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+	return push()
 }
 
 // pushInbox appends body to the inbox of server. The inbox is shared by every
@@ -392,7 +417,7 @@ func (c *Client) refresh(failing bool) bool {
 	infos, err := registry.Live(ctx, c.rc, c.cfg.Queue)
 	if err != nil {
 		if !failing && c.ctx.Err() == nil {
-			c.cfg.Logger.Warn("redisrpc: reading the registry; calls keep the client's own shards and limits", "queue", c.cfg.Queue, "err", err)
+			c.cfg.Logger.Warn("redisrpc: reading the registry; calls keep the shards and limits last read", "queue", c.cfg.Queue, "err", err)
 		}
 		return true
 	}
@@ -441,29 +466,28 @@ func (c *Client) refresh(failing bool) bool {
 // callClassic waits for the response on a list of the call's own, with no
 // id: the request goes to the queue, or with server set, to that server's
 // inbox. Close ends it with cfg.Closed.
-func (c *Client) callClassic(ctx context.Context, req *wire.Request, server string) (string, error) {
+func (c *Client) callClassic(ctx context.Context, req *wire.Request, server string, limit int) (string, error) {
 	req.ResponseQueue = wire.ResponsePrefix(c.cfg.Queue) + wire.RandomName(8)
 	body := wire.AppendRequest(make([]byte, 0, wire.RequestSize(req)), req)
-	if err := c.checkSize("request", len(body)); err != nil {
-		return "", err
+	if len(body) > limit {
+		return "", fmt.Errorf("%w: a request of %d bytes, over the limit of %d", c.cfg.TooLarge, len(body), limit)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(c.ctx, func() { cancel(c.cfg.Closed) })
 	defer stop()
-	if c.ctx.Err() != nil {
-		return "", c.cfg.Closed
-	}
-	var err error
-	if server == "" {
-		err = c.rc.Do(ctx, c.rc.B().Rpush().Key(c.cfg.Queue).Element(rueidis.BinaryString(body)).Build()).Error()
-	} else {
-		err = c.pushInbox(ctx, server, body)
-	}
-	if err != nil {
-		if cause := context.Cause(ctx); cause != nil {
-			return "", cause
+	err := c.sending(func() error {
+		if server == "" {
+			return c.rc.Do(ctx, c.rc.B().Rpush().Key(c.cfg.Queue).Element(rueidis.BinaryString(body)).Build()).Error()
 		}
+		return c.pushInbox(ctx, server, body)
+	})
+	switch {
+	case err == c.cfg.Closed || c.ctx.Err() != nil:
+		return "", c.cfg.Closed
+	case ctx.Err() != nil:
+		return "", context.Cause(ctx)
+	case err != nil:
 		return "", c.cfg.Transport(fmt.Errorf("sending the request: %w", err))
 	}
 	wait := 0.0 // BLPOP's "for ever"; ctx still bounds it

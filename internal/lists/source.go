@@ -55,6 +55,10 @@ type Loop struct {
 	wake  string // else, at most once, the loop's own wake list
 }
 
+// List returns the index of the list loop pops among the source's lists
+// (0 the queue itself, then the shards), or -1 for the inbox alone.
+func (l Loop) List() int { return l.list }
+
 // wakeToken is what Wake pushes to end a pop. It is not JSON, so no request
 // is ever taken for it.
 const wakeToken = "\x00redisrpc:wake"
@@ -65,13 +69,14 @@ type Beat struct {
 	Stranded int64    // requests of this server that nothing held, given back
 	Dead     []string // requests given back too often, now dead letters
 	Lapsed   bool     // this server's lease had run out before the beat renewed it
+	Held     bool     // the lease on the queue itself, where clients look, was renewed
 }
 
 // NewSource returns the source of queue over shards lists (keys.Shards) for
 // the server id, whose leases last lease. With reliable it delivers at least
 // once, and gives back requests as d says.
 func NewSource(rc rueidis.Client, queue string, shards int, id string, lease time.Duration, reliable bool, d Redelivery) *Source {
-	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, redelivery: d, popper: NewPopper(rc, false), byProc: map[string]*list{}}
+	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, redelivery: d, popper: NewPopper(rc, true), byProc: map[string]*list{}}
 	for i, name := range keys.Shards(queue, shards) {
 		l := &list{name: name, processing: keys.Processing(name, id), leases: keys.Leases(name)}
 		s.lists = append(s.lists, l)
@@ -115,7 +120,8 @@ func (s *Source) Reliable() bool { return s.reliable }
 
 // Pop takes up to limit requests for loop, waiting up to timeout for the
 // first, and returns none once Wake was called. At most once, it must not be
-// cancelled while it waits (see Popper.Pop); at least once, it may be, and
+// cancelled while Redis may answer (see Popper.Pop), only once Redis is
+// silent for longer than timeout; at least once, it may be, and
 // what Redis moved meanwhile stays in the processing list, where Leave or the
 // beats find it. ctx should end after MaxPopWait.
 func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limit int) ([]Msg, error) {
@@ -282,12 +288,13 @@ func (s *Source) Beat(ctx context.Context) (Beat, error) {
 	var b Beat
 	var errs []error
 	now := time.Now()
-	for _, l := range s.lists {
+	for i, l := range s.lists {
 		lapsed, expired, err := renew(ctx, s.rc, l.leases, s.id, s.lease)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("renewing the lease on %s: %w", l.name, err))
 			continue
 		}
+		b.Held = b.Held || i == 0
 		b.Lapsed = b.Lapsed || lapsed
 		for _, id := range expired {
 			n, dead, err := rescue(ctx, s.rc, l.name, keys.Processing(l.name, id), l.leases, id, s.redelivery)

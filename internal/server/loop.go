@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"runtime"
 	"time"
 
@@ -15,21 +14,22 @@ import (
 func (r *run) loop(loop lists.Loop, share int) {
 	s := r.s
 	backoff := time.Duration(0)
-	// A BLMPOP is never cancelled, since what Redis popped would be lost:
-	// PollInterval or a Wake brings it back. MaxPopWait covers a slow or
+	// A BLMPOP is not cancelled at a stop, since what Redis popped would be
+	// lost: PollInterval or a Wake brings it back, and only a Redis silent
+	// for longer than that meets stopPopGrace. MaxPopWait covers a slow or
 	// vanished server.
 	parent := r.pops
 	if !s.source.Cancellable(loop) {
-		parent = context.WithoutCancel(parent)
+		parent = r.late
 	}
 	window := deadline.NewWindow(parent, lists.MaxPopWait, time.Second)
 	for {
-		n, ok := r.reserve(share)
+		n, ok := r.reserve(loop.List(), share)
 		if !ok {
 			return
 		}
 		msgs, err := s.source.Pop(window.Context(), loop, PollInterval, n)
-		r.unreserve(n)
+		r.unreserve(loop.List(), n)
 		if r.stopped() {
 			r.giveBack(msgs)
 			return
@@ -80,7 +80,7 @@ func (r *run) giveBack(msgs []lists.Msg) {
 	if len(msgs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+	ctx, cancel := r.stopContext()
 	defer cancel()
 	if err := r.s.source.GiveBack(ctx, msgs); err != nil {
 		r.s.log.Error("redisrpc: giving back requests taken while stopping", "queue", r.s.cfg.Queue, "requests", len(msgs), "err", err)
@@ -94,23 +94,26 @@ func (r *run) giveBack(msgs []lists.Msg) {
 // (shards, the inbox) share few slots and none starves: it reserves what it
 // may bring, which bounds the count it asks for.
 
-// reserve returns how many requests a pop may take: up to limit of the slots
-// that neither requests nor other pops hold, or one where pops have reserved
-// every free slot, as a pop waits in Redis for the request of any of them.
-// It waits while requests hold every slot, and reports false once the
-// server stops.
-func (r *run) reserve(limit int) (int, bool) {
+// reserve returns how many requests a pop of list may take: up to limit of
+// the slots that neither requests nor other pops hold, or, where pops on
+// other lists have reserved every free slot, one, so that every list has a
+// pop waiting for its requests while a slot is free. (A second pop on a list
+// that has one gets none: it would only take a request that a pop of
+// another server could run.) It waits while it may take none, and reports
+// false once the server stops.
+func (r *run) reserve(list, limit int) (int, bool) {
 	for {
 		if r.stopped() { // stopping wins over a free slot
 			return 0, false
 		}
 		r.slotMu.Lock()
 		n := min(r.free-r.reserved, limit)
-		if n <= 0 && r.free > 0 {
+		if n <= 0 && r.free > 0 && r.popping[list] == 0 {
 			n = 1
 		}
 		if n > 0 {
 			r.reserved += n
+			r.popping[list]++
 			r.slotMu.Unlock()
 			return n, true
 		}
@@ -124,10 +127,16 @@ func (r *run) reserve(limit int) (int, bool) {
 	}
 }
 
-// unreserve ends the reservation of a pop that returned.
-func (r *run) unreserve(n int) {
+// unreserve ends the reservation of a pop of list that returned, and wakes
+// the loops that wait for a reservation.
+func (r *run) unreserve(list, n int) {
 	r.slotMu.Lock()
 	r.reserved -= n
+	r.popping[list]--
+	if r.freed != nil {
+		close(r.freed)
+		r.freed = nil
+	}
 	r.slotMu.Unlock()
 }
 

@@ -59,8 +59,15 @@ const (
 	// cutOffGrace is how long handlers whose contexts a stop cancelled have to
 	// return before they are abandoned.
 	cutOffGrace = time.Second
-	// giveBackTimeout bounds the Redis commands of a stop.
+	// giveBackTimeout bounds the Redis commands of a stop, together: they
+	// share one deadline from the stop, but leaving gets leaveAtLeast.
 	giveBackTimeout = 5 * time.Second
+	leaveAtLeast    = time.Second
+	// stopPopGrace is how long after a stop a pop that is not cancelled (at
+	// most once, since what Redis popped would be lost) may wait for Redis:
+	// its own timeout, PollInterval, and as much again for its reply. Only a
+	// silent Redis keeps a pop that long.
+	stopPopGrace = PollInterval + 2*time.Second
 )
 
 // Server serves one queue. It is safe for concurrent use.
@@ -134,6 +141,9 @@ type run struct {
 	cutOff     context.CancelCauseFunc
 	pops       context.Context // parent of pops: cancelled on stop at least once
 	cancelPops context.CancelFunc
+	late       context.Context // parent of the other pops: cancelled stopPopGrace after a stop
+	cancelLate context.CancelFunc
+	stopAt     time.Time // when the stop began; set before stopping closes
 
 	work chan lists.Msg // to an idle worker; closed when the loops have returned
 	done chan struct{}  // closed when Serve returns
@@ -146,6 +156,7 @@ type run struct {
 	slotMu   sync.Mutex
 	free     int           // handler slots not held by a request
 	reserved int           // requests the pops under way may bring
+	popping  map[int]int   // pops under way, by list (Loop.List)
 	freed    chan struct{} // closed when a slot frees, if anybody waits
 }
 
@@ -155,10 +166,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		s: s, ctx: ctx,
 		stopping: make(chan struct{}), aborted: make(chan struct{}),
 		work: make(chan lists.Msg), done: make(chan struct{}), workers: map[*worker]bool{}, idle: make(chan struct{}),
-		free: s.cfg.Concurrency,
+		free: s.cfg.Concurrency, popping: map[int]int{},
 	}
 	r.handlers, r.cutOff = context.WithCancelCause(context.WithoutCancel(ctx))
 	r.pops, r.cancelPops = context.WithCancel(context.Background())
+	r.late, r.cancelLate = context.WithCancel(context.Background())
 	s.mu.Lock()
 	switch {
 	case s.closed:
@@ -174,6 +186,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer func() {
 		r.cutOff(errStopped)
 		r.cancelPops()
+		r.cancelLate()
 		s.mu.Lock()
 		s.cur = nil
 		s.mu.Unlock()
@@ -210,7 +223,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	r.drain()
 	s.pusher.Wait()
 	r.waking.Wait()
-	stopBeating() // only now: Shutdown returns after this server has left
+	stopBeating(r.stopContext) // only now: Shutdown returns after this server has left
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -250,17 +263,31 @@ func (r *run) drain() {
 func (r *run) stop() {
 	r.stopOnce.Do(func() {
 		r.waking.Add(1) // before the loops can end, and Serve wait for it
+		r.stopAt = time.Now()
 		close(r.stopping)
 		r.cancelPops()
+		time.AfterFunc(stopPopGrace, r.cancelLate)
 		go func() {
 			defer r.waking.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+			ctx, cancel := r.stopContext()
 			defer cancel()
 			if err := r.s.source.Wake(ctx); err != nil {
 				r.s.log.Warn("redisrpc: waking the pops of a stopping server; they end within a second", "queue", r.s.cfg.Queue, "err", err)
 			}
 		}()
 	})
+}
+
+// stopContext returns the context of a Redis command of the stop: all
+// share one deadline, giveBackTimeout after the stop began, so that a silent
+// Redis delays Serve's return once, not once for each; but each gets at
+// least leaveAtLeast, for those that come after a long drain.
+func (r *run) stopContext() (context.Context, context.CancelFunc) {
+	by := time.Now().Add(giveBackTimeout)
+	if r.stopped() {
+		by = later(r.stopAt.Add(giveBackTimeout), time.Now().Add(leaveAtLeast))
+	}
+	return context.WithDeadline(context.Background(), by)
 }
 
 // abort cuts off the running handlers: their contexts end with errStopped.
@@ -307,10 +334,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // startBeating keeps the server's leases until the returned function is
 // called, which then gives back what is left in its processing lists and
-// ends its leases.
-func (s *Server) startBeating() (stop func()) {
+// ends its leases, within the context leaving returns.
+func (s *Server) startBeating() (stop func(leaving func() (context.Context, context.CancelFunc))) {
 	registered := func() {
-		if s.beat() == nil {
+		if s.beat() {
 			s.readyOnce.Do(func() { close(s.ready) })
 		}
 	}
@@ -329,16 +356,23 @@ func (s *Server) startBeating() (stop func()) {
 			}
 		}
 	}()
-	return func() {
+	return func(leaving func() (context.Context, context.CancelFunc)) {
 		close(done)
 		<-beating
-		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+		ctx, cancel := leaving()
 		defer cancel()
 		err := errors.Join(registry.Withdraw(ctx, s.rc, s.cfg.Queue, s.cfg.ID), s.source.Leave(ctx))
 		if err != nil {
 			s.log.Error("redisrpc: leaving", "queue", s.cfg.Queue, "err", err)
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // DeadLetters is how many dead letters a list keeps, the newest.
@@ -372,30 +406,35 @@ func (s *Server) publish(ctx context.Context) error {
 	info.HeartbeatMS = s.cfg.Lease.Milliseconds()
 	info.Stats.Pops, info.Stats.Taken, info.Stats.InFlight = s.Counts()
 	info.Updated = time.Now().UnixMilli()
-	// The shard count is recorded apart, for good: tools find the shards'
-	// requests and dead letters while no server is live.
-	return errors.Join(registry.Publish(ctx, s.rc, &info, s.cfg.Lease),
-		registry.RecordShards(ctx, s.rc, s.cfg.Queue, s.cfg.Shards))
+	return registry.Publish(ctx, s.rc, &info, s.cfg.Lease)
 }
 
 var host, _ = os.Hostname()
 
 // beat renews the server's leases and entry, and gives back what its beat
-// finds; it returns why the server could not renew them.
-func (s *Server) beat() error {
+// finds; it reports whether the server is registered: its lease on the
+// queue itself renewed and its entry published, which is what clients and
+// tools read (a shard's lease may fail apart, and is logged).
+func (s *Server) beat() (registered bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Lease/3)
 	defer cancel()
 	b, err := s.source.Beat(ctx)
+	registered = b.Held
 	if s.cfg.Info != nil {
-		err = errors.Join(err, s.publish(ctx))
+		perr := s.publish(ctx)
+		registered = registered && perr == nil
+		err = errors.Join(err, perr)
 	}
+	// The shard count is recorded apart, for good: tools find the shards'
+	// requests and dead letters while no server is live.
+	err = errors.Join(err, registry.RecordShards(ctx, s.rc, s.cfg.Queue, s.cfg.Shards))
 	if err != nil {
 		s.beating.Fail(err)
 	} else {
 		s.beating.OK()
 	}
 	s.report(b)
-	return err
+	return registered
 }
 
 // report logs what a beat did, and answers the callers of new dead letters.

@@ -1,0 +1,102 @@
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc"
+)
+
+// TestServeAndDrainWhileRedisIsSilent: ServeAndDrain(ctx, grace), the
+// README's main, "gives running handlers up to grace to finish, as Shutdown
+// does"; Shutdown's doc: Serve returns "at most a second later, or, while
+// Redis does not answer, once the server's last commands (giving back
+// requests, leaving) time out, 5 s each", and issue 18 item 15: a stop
+// keeps its deadline while Redis is silent. An idle server, nothing to give
+// back, Redis silent: ServeAndDrain with a grace of 200 ms returns only
+// some 20 s after its context ended (10 s at least once), past a
+// Kubernetes pod's default 30 s grace once a real grace is added.
+func TestServeAndDrainWhileRedisIsSilent(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(redis.URL)
+	if err != nil || redis.Embedded {
+		t.Skip("needs a Redis to put a proxy in front of (not the embedded one)")
+	}
+	p := newPartition(t, u.Host)
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
+		ForceSingleClient: true, ConnWriteTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mux := redisrpc.NewMux(c, newQueue(t), redisrpc.WithLogger(quiet))
+	redisrpc.Handle(mux, Slow, func(_ context.Context, ms int) (int, error) { return ms, nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- mux.ServeAndDrain(ctx, 200*time.Millisecond) }()
+	select {
+	case <-mux.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not registered within 5 s")
+	}
+	time.Sleep(300 * time.Millisecond)
+	p.Cut()
+	start := time.Now()
+	cancel()                     // SIGTERM
+	const want = 7 * time.Second // the grace, and one 5 s timeout of leaving, with slack
+	select {
+	case err := <-done:
+		if took := time.Since(start); took > want {
+			t.Errorf("ServeAndDrain(ctx, 200ms) of an idle server, Redis silent: returned %v after %v; want within %v", err, took.Round(100*time.Millisecond), want)
+		}
+	case <-time.After(40 * time.Second):
+		t.Errorf("ServeAndDrain(ctx, 200ms) of an idle server, Redis silent: not returned 40 s after its context ended; want within %v", want)
+		p.close()
+		<-done
+	}
+}
+
+// TestSendTimeoutIsNotTheCallersDeadline: a Redis failure of a call
+// is an *Error with CodeUnavailable that wraps the cause (issue 18, item
+// 14), and "errors.Is(err, context.DeadlineExceeded) must hold only when
+// the caller's own deadline passed" (item 13). With Redis silent, the
+// client's sender gives up on a request after its own 5 s write timeout,
+// and the call fails unavailable wrapping context.DeadlineExceeded: the
+// caller's errors.Is(err, context.DeadlineExceeded) holds with 15 s of its
+// own deadline left.
+func TestSendTimeoutIsNotTheCallersDeadline(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(redis.URL)
+	if err != nil || redis.Embedded {
+		t.Skip("needs a Redis to put a proxy in front of (not the embedded one)")
+	}
+	p := newPartition(t, u.Host)
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := newQueue(t)
+	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet))
+	defer client.Close()
+	warm, cancel := context.WithTimeout(context.Background(), time.Second)
+	redisrpc.Call(warm, client, Slow, 1) // reads the registry; no server: ends at its deadline
+	cancel()
+	p.Cut()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = redisrpc.Call(ctx, client, Slow, 1)
+	took := time.Since(start)
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		left, _ := ctx.Deadline()
+		t.Errorf("Redis silent, a call with a 20 s deadline: got %v (code %q) after %v, which matches context.DeadlineExceeded with %v of the caller's deadline left; want it not to",
+			err, redisrpc.CodeOf(err), took.Round(100*time.Millisecond), time.Until(left).Round(time.Second))
+	}
+}
