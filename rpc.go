@@ -44,7 +44,9 @@
 // decoded into Req as an object; several positional arguments are decoded into Req
 // as an array. A Client sends Req as one positional argument, or as none when Req
 // is an empty struct; see WithNamedArgs and WithPositionalArgs for the other forms.
-// Req and Resp are encoded with encoding/json, or with the Codec given WithCodec.
+// Req and Resp are encoded with DefaultCodec (goccy/go-json's encoder, whose
+// output is encoding/json's, and encoding/json's decoder), or with the Codec
+// given WithCodec: StdJSON for encoding/json alone.
 //
 // # Connections
 //
@@ -328,7 +330,7 @@ type shared struct {
 }
 
 func defaultShared() shared {
-	return shared{logger: slog.Default(), shards: 1, maxMessage: 1 << 20, codec: stdJSON{}}
+	return shared{logger: slog.Default(), shards: 1, maxMessage: 1 << 20, codec: DefaultCodec}
 }
 
 type option func(*shared)
@@ -376,12 +378,12 @@ func WithMaxMessageSize(n int) Option {
 }
 
 // WithCodec sets the Codec of the requests and responses a Client sends and
-// receives, or of the arguments and results of a Mux's handlers. The default,
-// or nil, is encoding/json.
+// receives, or of the arguments and results of a Mux's handlers: StdJSON for
+// encoding/json alone. The default, or nil, is DefaultCodec.
 func WithCodec(c Codec) Option {
 	return option(func(o *shared) {
 		if c == nil {
-			c = stdJSON{}
+			c = DefaultCodec
 		}
 		o.codec = c
 	})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -14,12 +13,6 @@ import (
 func TestGoccy(t *testing.T) {
 	redisrpctest.CheckCodec(t, goccy{})
 }
-
-// stdJSON is encoding/json as a Codec, redisrpc's default.
-type stdJSON struct{}
-
-func (stdJSON) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (stdJSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 // An order: a struct with nested slices and maps.
 type (
@@ -41,7 +34,8 @@ type (
 )
 
 // BenchmarkCodec decodes a request and encodes it again, as a handler's
-// server does, with encoding/json and with goccy: the harness's payloads of
+// server does, with encoding/json, with goccy, and with redisrpc's default
+// (goccy's encoder, encoding/json's decoder): the harness's payloads of
 // 64 B, 1 KiB and 64 KiB, and an order of 8 items.
 //
 //	cd bench && go test -run '^$' -bench Codec
@@ -65,7 +59,7 @@ func BenchmarkCodec(b *testing.B) {
 	codecs := []struct {
 		name  string
 		codec redisrpc.Codec
-	}{{"encoding-json", stdJSON{}}, {"goccy", goccy{}}}
+	}{{"encoding-json", redisrpc.StdJSON}, {"goccy", goccy{}}, {"default", redisrpc.DefaultCodec}}
 	for _, v := range values {
 		for _, c := range codecs {
 			b.Run(v.name+"/codec="+c.name, func(b *testing.B) {

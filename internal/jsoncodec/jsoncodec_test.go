@@ -2,6 +2,7 @@ package jsoncodec_test
 
 import (
 	"encoding/json"
+	"math"
 	"testing"
 
 	"github.com/redisrpc/redisrpc/internal/jsoncodec"
@@ -28,7 +29,7 @@ func (quotedText) MarshalText() ([]byte, error) { return []byte("a\"<b>\u2028"),
 // output is JSON whatever a type's methods write.
 func TestMarshalers(t *testing.T) {
 	for _, v := range []any{badJSON{}, []any{1, badJSON{}}, spacedJSON{}, map[string]any{"x": spacedJSON{}}, quotedText{},
-		map[quotedText]int{{}: 1}, "\xff<&>\u2028", []byte("\xff"), 1e21, float32(0.1), -0.0} {
+		map[quotedText]int{{}: 1}, "\xff<&>\u2028", []byte("\xff"), 1e21, float32(0.1), math.Copysign(0, -1)} {
 		want, werr := json.Marshal(v)
 		got, gerr := jsoncodec.Fast{}.Marshal(v)
 		if (werr == nil) != (gerr == nil) || string(got) != string(want) {
