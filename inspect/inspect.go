@@ -38,6 +38,10 @@ type Service struct {
 	Functions []string // served by any live server, sorted
 	Depth     int64    // requests waiting, over all shards
 	LastBeat  time.Time
+	// Err says why the queue could not be read where Redis refused a
+	// command on one of its keys (a key of another type, say); its counts
+	// are then zero. The other queues are read all the same.
+	Err error
 }
 
 // Services returns the services whose servers beat in the last day, sorted
@@ -58,6 +62,10 @@ func Services(ctx context.Context, rc rueidis.Client) ([]Service, error) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			q, err := Inspect(ctx, rc, e.Member)
+			if _, refused := rueidis.IsRedisErr(err); refused {
+				out[i] = Service{Queue: e.Member, LastBeat: time.UnixMilli(int64(e.Score)), Err: err}
+				return
+			}
 			if err != nil {
 				errs[i] = err
 				return

@@ -32,7 +32,11 @@ func cmdLs(ctx context.Context, e *env, args []string) error {
 	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tSERVERS\tDEPTH\tLAST BEAT\tFUNCTIONS")
 	for _, s := range services {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s ago\t%s\n", s.Queue, s.Servers, s.Depth, round(time.Since(s.LastBeat)), strings.Join(s.Functions, " "))
+		functions := strings.Join(s.Functions, " ")
+		if s.Err != nil {
+			functions = "cannot be read: " + s.Err.Error()
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s ago\t%s\n", s.Queue, s.Servers, s.Depth, round(time.Since(s.LastBeat)), functions)
 	}
 	return w.Flush()
 }

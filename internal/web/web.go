@@ -201,6 +201,10 @@ func (s *Server) refresh(ctx context.Context) {
 	var svcs []Service
 	listed := map[string]bool{}
 	for _, svc := range services {
+		if svc.Err != nil { // one queue's broken key hides no other queue
+			state.Error = "queue " + svc.Queue + " cannot be read: " + svc.Err.Error()
+			continue
+		}
 		q, err := inspect.Inspect(ctx, s.rc, svc.Queue)
 		if err != nil {
 			state.Error = err.Error()
