@@ -38,7 +38,7 @@ type Codec interface {
 
 var (
 	// DefaultCodec, the default Codec, encodes with github.com/goccy/go-json,
-	// pure Go and 2 to 8 times as fast as encoding/json, and decodes with
+	// pure Go and faster than encoding/json's encoder, and decodes with
 	// encoding/json. Its output is encoding/json's byte for byte, held so by
 	// a differential fuzz test on every type requests commonly hold (README,
 	// JSON codec); goccy's decoder failed that test (it takes "+1", ".5",
