@@ -1939,14 +1939,10 @@ func (f *failingLease) Do(ctx context.Context, cmd rueidis.Completed) rueidis.Re
 	return f.Client.Do(ctx, cmd)
 }
 
-// TestCutOffDeadlineErrorIsNotTheCallers: a handler that a stop cut
-// off and that returns an *Error with CodeDeadlineExceeded answers
-// deadline_exceeded although its caller's deadline is seconds away, so the
-// caller's errors.Is(err, context.DeadlineExceeded) holds for a deadline
-// that is not its own. The package doc: deadline_exceeded "once the
-// caller's deadline passed", "the same before the caller's deadline":
-// CodeUnavailable; "any error, when the server's stop cut the handler off:
-// CodeUnavailable".
+// TestCutOffDeadlineErrorIsNotTheCallers: a handler that a stop cut off and
+// that returns an *Error with CodeDeadlineExceeded, its caller's deadline
+// seconds away, answers unavailable: the caller's errors.Is(err,
+// context.DeadlineExceeded) holds only for its own deadline.
 func TestCutOffDeadlineErrorIsNotTheCallers(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
@@ -2045,13 +2041,10 @@ func redisAddr(t *testing.T, rc rueidis.Client) string {
 	return ""
 }
 
-// TestRedactedDownstreamTransportFailure: WithRedactedErrors promises
-// that plain handler errors reach callers as internal "internal error", the
-// text logged on the server. Since Redis failures of a call became an
-// *Error with CodeUnavailable (issue 18, item 14), a handler that returns
-// its downstream call's Redis failure, as README's orders service does,
-// sends its caller the downstream's network error text verbatim (here the
-// address of the downstream Redis); before that fix it was redacted.
+// TestRedactedDownstreamTransportFailure: with WithRedactedErrors, a handler
+// that returns its own downstream call's Redis failure (an *Error made by a
+// Client, with CodeUnavailable) does not send its caller that failure's
+// text, which names addresses of the server's side.
 func TestRedactedDownstreamTransportFailure(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
@@ -2120,13 +2113,10 @@ func (g *gatedRedis) Do(ctx context.Context, cmd rueidis.Completed) rueidis.Redi
 	return g.Client.Do(ctx, cmd)
 }
 
-// TestCallAllSendsAfterClose: Close "waits for the client's
-// goroutines ..., so that nothing reaches Redis from c after it returns",
-// and "requests not yet sent are not sent". A CallAll whose push to a
-// server's inbox is under way when Close is called (a slow network; here
-// the push is held by a wrapper of the rueidis client) still pushes it
-// after Close returned, and the server runs it, though its caller got
-// ErrClientClosed.
+// TestCallAllSendsAfterClose: a CallAll whose push to a server's inbox is
+// under way when Close is called (held here by a wrapper of the rueidis
+// client) is ended by Close, which waits for it: nothing reaches Redis from
+// the client after Close returns, and the server runs nothing.
 func TestCallAllSendsAfterClose(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
@@ -2162,10 +2152,8 @@ func TestCallAllSendsAfterClose(t *testing.T) {
 	}
 }
 
-// TestClassicCallAllMessageLimit: CallAll refuses requests over the
-// servers' registered message limit with ErrTooLarge (issue 18, item 7),
-// and CallAll works with a classic client (item 11); but a classic
-// client's CallAll ignores the limit the servers registered and sends.
+// TestClassicCallAllMessageLimit: a classic client's CallAll refuses, with
+// ErrTooLarge, requests over the message limit its servers registered.
 func TestClassicCallAllMessageLimit(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
@@ -2206,13 +2194,9 @@ func (f *failFirstRegistryRead) Do(ctx context.Context, cmd rueidis.Completed) r
 	return f.Client.Do(ctx, cmd)
 }
 
-// TestShardedClientAfterFailedRegistryRead: WithShards: a Client
-// sends to the shards "of those its servers registered ..., and to the
-// queue itself, which every Mux serves, while none is live or their counts
-// differ" (issue 18, item 5: a WithShards client calling before it knew its
-// servers lost calls). When its first registry read fails, the client
-// knows no server, yet sends to its own shard count: an unsharded server,
-// live all along, never sees the calls, which end at their deadlines.
+// TestShardedClientAfterFailedRegistryRead: a WithShards client whose first
+// registry read fails knows no server, and sends its calls to the queue
+// itself, which an unsharded server, live all along, serves.
 func TestShardedClientAfterFailedRegistryRead(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
@@ -2234,15 +2218,10 @@ func TestShardedClientAfterFailedRegistryRead(t *testing.T) {
 	}
 }
 
-// TestBusyServerHoldsCallsFromIdleOne: README's WithConcurrency:
-// "handlers running at once; requests wait in Redis beyond that", and
-// Mux.Serve: "Serve takes requests only while a handler slot is free". Two
-// servers of a queue, WithConcurrency(1): while one runs a long handler,
-// its other pop, which reserved a slot "on credit" while the slot was
-// free, keeps waiting in Redis and takes the next call, which then waits in
-// that server's memory for the long handler, although the other server is
-// idle. Before the fix for item 4 (74b6f39) 0 of 8 such calls failed; now
-// most do.
+// TestBusyServerHoldsCallsFromIdleOne: two servers of a queue,
+// WithConcurrency(1): while one runs a long handler, a call goes to the idle
+// one. A busy server keeps no second pop waiting in Redis on a list that has
+// one, which would take the call and hold it in memory for the long handler.
 func TestBusyServerHoldsCallsFromIdleOne(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
