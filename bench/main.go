@@ -12,7 +12,9 @@
 // It needs redis-server on PATH; NATS runs embedded in a child process. With
 // -cluster N, Redis is a cluster of N masters (redis-cli on PATH too). The
 // systems: "redisrpc" (shared response list, batched pops), "at-least-once"
-// (the same with WithAtLeastOnce), "redisrpc-goccy" (the same with
+// (the same with WithAtLeastOnce), "redisrpc-raw" and "nats-raw"
+// (json.RawMessage endpoints, and a NATS responder that sends the bytes
+// back: transport apart from codec), "redisrpc-goccy" (the same with
 // WithCodec of github.com/goccy/go-json), "redisrpc-sharded"
 // (the same with WithShards(-shards)), "blocking-pop"
 // (redisrpc's WithClassicServer mode: one response list and one BLPOP per call,
@@ -62,6 +64,10 @@ type payload struct {
 }
 
 var echo = redisrpc.NewEndpoint[payload, payload]("echo")
+
+// echoRaw is echo without JSON of its own: the request's bytes travel as
+// they are, as json.RawMessage, for the transport alone.
+var echoRaw = redisrpc.NewEndpoint[json.RawMessage, json.RawMessage]("echo")
 
 const queue = "bench"
 
@@ -152,7 +158,7 @@ func drive(args []string) error {
 	}
 	for _, b := range strings.FieldsFunc(*baseline, func(r rune) bool { return r == ',' }) {
 		for _, sys := range slices.Clone(systems) {
-			if sys == "nats" || as[sys].bin != self {
+			if strings.HasPrefix(sys, "nats") || as[sys].bin != self {
 				continue
 			}
 			name := filepath.Base(b) + ":" + sys
@@ -186,7 +192,9 @@ func drive(args []string) error {
 	addr := map[string]string{"nats": natsAddr}
 	brokerPid := map[string]int{"nats": natsPid}
 	for _, sys := range systems {
-		if sys != "nats" {
+		if strings.HasPrefix(as[sys].as, "nats") {
+			addr[sys], brokerPid[sys] = natsAddr, natsPid
+		} else {
 			addr[sys], brokerPid[sys] = redisAddr, redisPid
 		}
 	}
@@ -490,7 +498,20 @@ func serve(sys, addr string) error {
 		fmt.Println("ready")
 		waitSignal()
 		return nil
-	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop":
+	case "nats-raw": // the bytes back, no JSON: transport alone
+		nc, err := nats.Connect(addr)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if _, err := nc.QueueSubscribe("echo", "servers", func(m *nats.Msg) { m.Respond(m.Data) }); err != nil {
+			return err
+		}
+		nc.Flush()
+		fmt.Println("ready")
+		waitSignal()
+		return nil
+	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop", "redisrpc-raw":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
@@ -501,7 +522,11 @@ func serve(sys, addr string) error {
 			opts = append(opts, redisrpc.WithAtLeastOnce())
 		}
 		mux := redisrpc.NewMux(rc, queue, opts...)
-		redisrpc.Handle(mux, echo, handle)
+		if sys == "redisrpc-raw" {
+			redisrpc.Handle(mux, echoRaw, func(_ context.Context, b json.RawMessage) (json.RawMessage, error) { return b, nil })
+		} else {
+			redisrpc.Handle(mux, echo, handle)
+		}
 		served := make(chan error, 1)
 		go func() { served <- mux.Serve(context.Background()) }()
 		fmt.Println("ready")
@@ -564,7 +589,18 @@ func client(args []string) error {
 			var p payload
 			return json.Unmarshal(m.Data, &p)
 		}
-	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop":
+	case "nats-raw":
+		nc, err := nats.Connect(addr)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		b, _ := json.Marshal(req)
+		call = func(ctx context.Context) error {
+			_, err := nc.RequestWithContext(ctx, "echo", b)
+			return err
+		}
+	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop", "redisrpc-raw":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
@@ -579,6 +615,13 @@ func client(args []string) error {
 		call = func(ctx context.Context) error {
 			_, err := redisrpc.Call(ctx, c, echo, req)
 			return err
+		}
+		if sys == "redisrpc-raw" {
+			raw, _ := json.Marshal(req)
+			call = func(ctx context.Context) error {
+				_, err := redisrpc.Call(ctx, c, echoRaw, raw)
+				return err
+			}
 		}
 	default:
 		return fmt.Errorf("unknown system %q", sys)
