@@ -102,11 +102,7 @@ func (r *run) giveBack(msgs []lists.Msg) {
 // another server could run.) It waits while it may take none, and reports
 // false once the server stops.
 func (r *run) reserve(list, limit int) (int, bool) {
-	for {
-		if r.stopped() { // stopping wins over a free slot
-			return 0, false
-		}
-		r.slotMu.Lock()
+	return r.slots(func() int {
 		n := min(r.free-r.reserved, limit)
 		if n <= 0 && r.free > 0 && r.popping[list] == 0 {
 			n = 1
@@ -114,17 +110,9 @@ func (r *run) reserve(list, limit int) (int, bool) {
 		if n > 0 {
 			r.reserved += n
 			r.popping[list]++
-			r.slotMu.Unlock()
-			return n, true
 		}
-		freed := r.freedLocked()
-		r.slotMu.Unlock()
-		select {
-		case <-freed:
-		case <-r.stopping:
-			return 0, false
-		}
-	}
+		return n
+	})
 }
 
 // unreserve ends the reservation of a pop of list that returned, and wakes
@@ -133,28 +121,37 @@ func (r *run) unreserve(list, n int) {
 	r.slotMu.Lock()
 	r.reserved -= n
 	r.popping[list]--
-	if r.freed != nil {
-		close(r.freed)
-		r.freed = nil
-	}
+	r.wakeLocked()
 	r.slotMu.Unlock()
 }
 
 // acquire waits for at least one free slot and takes up to limit, for
 // requests a pop brought. It reports false once the server stops.
 func (r *run) acquire(limit int) (int, bool) {
+	return r.slots(func() int {
+		n := min(r.free, limit)
+		r.free -= n
+		return n
+	})
+}
+
+// slots calls take under r.slotMu until it takes some, waiting for a
+// release or unreservation between tries, and returns what it took; it
+// reports false once the server stops, which wins over a free slot.
+func (r *run) slots(take func() int) (int, bool) {
 	for {
 		if r.stopped() {
 			return 0, false
 		}
 		r.slotMu.Lock()
-		n := min(r.free, limit)
-		r.free -= n
-		if n > 0 {
+		if n := take(); n > 0 {
 			r.slotMu.Unlock()
 			return n, true
 		}
-		freed := r.freedLocked()
+		if r.freed == nil {
+			r.freed = make(chan struct{})
+		}
+		freed := r.freed
 		r.slotMu.Unlock()
 		select {
 		case <-freed:
@@ -164,13 +161,12 @@ func (r *run) acquire(limit int) (int, bool) {
 	}
 }
 
-// freedLocked returns a channel closed at the next release. r.slotMu must be
-// held.
-func (r *run) freedLocked() <-chan struct{} {
-	if r.freed == nil {
-		r.freed = make(chan struct{})
+// wakeLocked wakes every loop waiting in slots. r.slotMu must be held.
+func (r *run) wakeLocked() {
+	if r.freed != nil {
+		close(r.freed)
+		r.freed = nil
 	}
-	return r.freed
 }
 
 // release returns n handler slots, and wakes every loop waiting for one.
@@ -180,10 +176,7 @@ func (r *run) release(n int) {
 	}
 	r.slotMu.Lock()
 	r.free += n
-	if r.freed != nil {
-		close(r.freed)
-		r.freed = nil
-	}
+	r.wakeLocked()
 	r.slotMu.Unlock()
 }
 
