@@ -48,6 +48,29 @@ func newPartition(t *testing.T, target string) *partition {
 
 func (p *partition) addr() string { return p.ln.Addr().String() }
 
+// redisHost returns the address of the tests' Redis, to put a partition in
+// front of, or skips t.
+func redisHost(t *testing.T) string {
+	u, err := url.Parse(redis.URL)
+	if err != nil || redis.Embedded {
+		t.Skip("needs a Redis to put a proxy in front of (not the embedded one, whose clients need options of their own)")
+	}
+	return u.Host
+}
+
+// client returns a rueidis client that talks to Redis through p, with
+// ConnWriteTimeout writeTimeout (0 for rueidis' default, 10 s), closed when
+// t ends.
+func (p *partition) client(t *testing.T, writeTimeout time.Duration) rueidis.Client {
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
+		ForceSingleClient: true, ConnWriteTimeout: writeTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 func (p *partition) accept() {
 	for {
 		c, err := p.ln.Accept()
@@ -136,10 +159,7 @@ func (p *partition) closeNow() {
 // connection after 10 s, and with ConnWriteTimeout set to 2 s.
 func TestPartition(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(redis.URL)
-	if err != nil || redis.Embedded {
-		t.Skip("needs a Redis to put a proxy in front of (not the embedded one, whose clients need options of their own)")
-	}
+	host := redisHost(t)
 	for _, tt := range []struct {
 		name    string
 		timeout time.Duration // rueidis' ConnWriteTimeout; 0 for its default, 10 s
@@ -147,16 +167,8 @@ func TestPartition(t *testing.T) {
 	}{{"rueidis defaults", 0, 15 * time.Second}, {"ConnWriteTimeout 2s", 2 * time.Second, 5 * time.Second}} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p := newPartition(t, u.Host)
-			connect := func() rueidis.Client {
-				c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
-					ForceSingleClient: true, ConnWriteTimeout: tt.timeout})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(c.Close)
-				return c
-			}
+			p := newPartition(t, host)
+			connect := func() rueidis.Client { return p.client(t, tt.timeout) }
 			q := newQueue(t)
 			serve(t, connect(), q)
 			client := redisrpc.NewClient(connect(), q, redisrpc.WithLogger(quiet))
@@ -186,20 +198,12 @@ func TestPartition(t *testing.T) {
 // commands. Serve returns once those time out.
 func TestStopWhileRedisIsSilent(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(redis.URL)
-	if err != nil || redis.Embedded {
-		t.Skip("needs a Redis to put a proxy in front of (not the embedded one, whose clients need options of their own)")
-	}
+	host := redisHost(t)
 	for _, hard := range []bool{false, true} {
 		t.Run(map[bool]string{false: "Shutdown(200ms)", true: "Serve's context"}[hard], func(t *testing.T) {
 			t.Parallel()
-			p := newPartition(t, u.Host)
-			c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
-				ForceSingleClient: true, ConnWriteTimeout: 2 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			p := newPartition(t, host)
+			c := p.client(t, 2*time.Second)
 			q := newQueue(t)
 			mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet))
 			running, cut := make(chan struct{}), make(chan time.Time, 1)
@@ -247,17 +251,9 @@ func TestStopWhileRedisIsSilent(t *testing.T) {
 // register (its Redis silent), and closes once it has.
 func TestReadyOnlyRegistered(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(redis.URL)
-	if err != nil || redis.Embedded {
-		t.Skip("needs a Redis to put a proxy in front of (not the embedded one, whose clients need options of their own)")
-	}
-	p := newPartition(t, u.Host)
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
-		ForceSingleClient: true, ConnWriteTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	host := redisHost(t)
+	p := newPartition(t, host)
+	c := p.client(t, time.Second)
 	p.Cut()
 	q := newQueue(t)
 	mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet), redisrpc.WithHeartbeat(300*time.Millisecond))

@@ -3,11 +3,8 @@ package faults_test
 import (
 	"context"
 	"errors"
-	"net/url"
 	"testing"
 	"time"
-
-	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
 )
@@ -17,17 +14,9 @@ import (
 // the stop's commands, not one timeout after another (it took 10 to 21 s).
 func TestServeAndDrainWhileRedisIsSilent(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(redis.URL)
-	if err != nil || redis.Embedded {
-		t.Skip("needs a Redis to put a proxy in front of (not the embedded one)")
-	}
-	p := newPartition(t, u.Host)
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true,
-		ForceSingleClient: true, ConnWriteTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	host := redisHost(t)
+	p := newPartition(t, host)
+	c := p.client(t, 2*time.Second)
 	mux := redisrpc.NewMux(c, newQueue(t), redisrpc.WithLogger(quiet))
 	redisrpc.Handle(mux, Slow, func(_ context.Context, ms int) (int, error) { return ms, nil })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -62,16 +51,9 @@ func TestServeAndDrainWhileRedisIsSilent(t *testing.T) {
 // away.
 func TestSendTimeoutIsNotTheCallersDeadline(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(redis.URL)
-	if err != nil || redis.Embedded {
-		t.Skip("needs a Redis to put a proxy in front of (not the embedded one)")
-	}
-	p := newPartition(t, u.Host)
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{p.addr()}, DisableCache: true, ForceSingleClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	host := redisHost(t)
+	p := newPartition(t, host)
+	c := p.client(t, 0)
 	q := newQueue(t)
 	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet))
 	defer client.Close()
@@ -82,7 +64,7 @@ func TestSendTimeoutIsNotTheCallersDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err = redisrpc.Call(ctx, client, Slow, 1)
+	_, err := redisrpc.Call(ctx, client, Slow, 1)
 	took := time.Since(start)
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		left, _ := ctx.Deadline()
