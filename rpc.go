@@ -476,7 +476,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 	}
 	c := &Client{queue: queue, cfg: cfg}
 	c.engine = client.New(rc, client.Config{
-		Queue: queue, Shards: cfg.shards, Classic: cfg.classic, Logger: cfg.logger, MaxMessage: cfg.maxMessage,
+		Queue: queue, Classic: cfg.classic, Logger: cfg.logger, MaxMessage: cfg.maxMessage,
 		Closed: ErrClientClosed, NoID: ErrClassicServer, TooLarge: ErrTooLarge,
 		FailFast: cfg.failFast, Unavailable: &Error{Code: CodeUnavailable, Message: "no live server of " + queue + " is registered"},
 		MaxInFlight: cfg.maxInFlight, Transport: unavailable,

@@ -28,7 +28,6 @@ import (
 // Config configures a Client.
 type Config struct {
 	Queue      string
-	Shards     int
 	Classic    bool // each call waits on a list of its own, with no id
 	Logger     *slog.Logger
 	MaxMessage int // the largest request sent, and response accepted, in bytes
