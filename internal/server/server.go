@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/outage"
 	"github.com/redisrpc/redisrpc/internal/registry"
@@ -63,10 +64,10 @@ const (
 	// share one deadline from the stop, but leaving gets leaveAtLeast.
 	giveBackTimeout = 5 * time.Second
 	leaveAtLeast    = time.Second
-	// stopPopGrace is how long after a stop a pop that is not cancelled (at
-	// most once, since what Redis popped would be lost) may wait for Redis:
-	// its own timeout, PollInterval, and as much again for its reply. Only a
-	// silent Redis keeps a pop that long.
+	// stopPopGrace bounds a pop that is not cancelled (at most once, since
+	// what Redis popped would be lost), from its start, by its deadline: its
+	// own timeout, PollInterval, and as much again for its reply. Only a
+	// silent Redis keeps a pop, and so a stop, that long.
 	stopPopGrace = PollInterval + 2*time.Second
 )
 
@@ -141,8 +142,6 @@ type run struct {
 	cutOff     context.CancelCauseFunc
 	pops       context.Context // parent of pops: cancelled on stop at least once
 	cancelPops context.CancelFunc
-	late       context.Context // parent of the other pops: cancelled stopPopGrace after a stop
-	cancelLate context.CancelFunc
 	stopAt     time.Time // when the stop began; set before stopping closes
 
 	work chan lists.Msg // to an idle worker; closed when the loops have returned
@@ -158,6 +157,10 @@ type run struct {
 	reserved int           // requests the pops under way may bring
 	popping  map[int]int   // pops under way, by list (Loop.List)
 	freed    chan struct{} // closed when a slot frees, if anybody waits
+	returned chan struct{} // closed when a pop of the queue itself returns, if a loop waits to carry
+
+	carry     chan lists.Item // a response, from a worker to a loop that sends it with its pop
+	carrySlot int             // the hash slot of the queue itself
 }
 
 // Serve serves until ctx ends or Shutdown is called; see Mux.Serve.
@@ -167,10 +170,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		stopping: make(chan struct{}), aborted: make(chan struct{}),
 		work: make(chan lists.Msg), done: make(chan struct{}), workers: map[*worker]bool{}, idle: make(chan struct{}),
 		free: s.cfg.Concurrency, popping: map[int]int{},
+		carry: make(chan lists.Item), carrySlot: keys.Slot(s.cfg.Queue),
 	}
 	r.handlers, r.cutOff = context.WithCancelCause(context.WithoutCancel(ctx))
 	r.pops, r.cancelPops = context.WithCancel(context.Background())
-	r.late, r.cancelLate = context.WithCancel(context.Background())
 	s.mu.Lock()
 	switch {
 	case s.closed:
@@ -186,7 +189,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer func() {
 		r.cutOff(errStopped)
 		r.cancelPops()
-		r.cancelLate()
 		s.mu.Lock()
 		s.cur = nil
 		s.mu.Unlock()
@@ -266,7 +268,6 @@ func (r *run) stop() {
 		r.stopAt = time.Now()
 		close(r.stopping)
 		r.cancelPops()
-		time.AfterFunc(stopPopGrace, r.cancelLate)
 		go func() {
 			defer r.waking.Done()
 			ctx, cancel := r.stopContext()
