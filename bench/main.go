@@ -18,7 +18,12 @@
 // WithCodec of github.com/goccy/go-json), "redisrpc-sharded"
 // (the same with WithShards(-shards)), "blocking-pop"
 // (redisrpc's WithClassicServer mode: one response list and one BLPOP per call,
-// the classic design) and "nats" (nats.go Request against a queue subscriber).
+// the classic design), "nats" (nats.go Request against a queue subscriber),
+// "psrpc" (github.com/livekit/psrpc over its Redis bus, protobuf BytesValue
+// messages of -sizes bytes, a method routed as a queue) and "jetstream" (NATS
+// JetStream as the at-least-once anchor: each request published into a
+// work-queue stream on file storage, in a broker of its own, and taken by a
+// pull consumer that replies to the inbox the request names, then acks).
 // Every server decodes and re-encodes the request, a JSON struct of about
 // each of -sizes bytes, as a typed handler would. The table gives, for each
 // payload size and caller count, the medians over rounds, the ratio to NATS
@@ -158,7 +163,7 @@ func drive(args []string) error {
 	}
 	for _, b := range strings.FieldsFunc(*baseline, func(r rune) bool { return r == ',' }) {
 		for _, sys := range slices.Clone(systems) {
-			if strings.HasPrefix(sys, "nats") || as[sys].bin != self {
+			if strings.HasPrefix(sys, "nats") || sys == "jetstream" || sys == "psrpc" || as[sys].bin != self {
 				continue
 			}
 			name := filepath.Base(b) + ":" + sys
@@ -192,9 +197,20 @@ func drive(args []string) error {
 	addr := map[string]string{"nats": natsAddr}
 	brokerPid := map[string]int{"nats": natsPid}
 	for _, sys := range systems {
-		if strings.HasPrefix(as[sys].as, "nats") {
+		switch {
+		case as[sys].as == "jetstream":
+			if _, ok := addr["jetstream"]; !ok { // a broker of its own
+				jsAddr, jsPid, stopJS, err := start(self, "broker", "jetstream")
+				if err != nil {
+					return err
+				}
+				defer stopJS()
+				addr["jetstream"], brokerPid["jetstream"] = jsAddr, jsPid
+			}
+			addr[sys], brokerPid[sys] = addr["jetstream"], brokerPid["jetstream"]
+		case strings.HasPrefix(as[sys].as, "nats"):
 			addr[sys], brokerPid[sys] = natsAddr, natsPid
-		} else {
+		default:
 			addr[sys], brokerPid[sys] = redisAddr, redisPid
 		}
 	}
@@ -423,11 +439,23 @@ func startRedis() (string, int, func(), error) {
 }
 
 // broker runs an embedded nats-server until terminated.
+// With kind "jetstream" it runs JetStream too, storing in a temporary
+// directory.
 func broker(kind string) error {
-	if kind != "nats" {
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true}
+	switch kind {
+	case "nats":
+	case "jetstream":
+		dir, err := os.MkdirTemp("", "bench-jetstream-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		opts.JetStream, opts.StoreDir = true, dir
+	default:
 		return fmt.Errorf("unknown broker %q", kind)
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true})
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return err
 	}
@@ -511,6 +539,10 @@ func serve(sys, addr string) error {
 		fmt.Println("ready")
 		waitSignal()
 		return nil
+	case "psrpc":
+		return servePsrpc(addr)
+	case "jetstream":
+		return serveJetStream(addr)
 	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop", "redisrpc-raw":
 		rc, err := redisClient(addr)
 		if err != nil {
@@ -600,6 +632,18 @@ func client(args []string) error {
 			_, err := nc.RequestWithContext(ctx, "echo", b)
 			return err
 		}
+	case "psrpc", "jetstream":
+		var done func()
+		var err error
+		if sys == "psrpc" {
+			call, done, err = psrpcCaller(addr, size)
+		} else {
+			call, done, err = jetStreamCaller(addr, req)
+		}
+		if err != nil {
+			return err
+		}
+		defer done()
 	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop", "redisrpc-raw":
 		rc, err := redisClient(addr)
 		if err != nil {
