@@ -66,6 +66,9 @@ const (
 	poppers = 2
 	// maxBatch caps the responses a Client takes in one pop.
 	maxBatch = 256
+	// popDeadline bounds a receiver's pop: its timeout, pollInterval, and
+	// as much again for the reply.
+	popDeadline = pollInterval + 2*time.Second
 )
 
 // Client sends calls to one queue. It is safe for concurrent use.
@@ -130,7 +133,7 @@ func New(rc rueidis.Client, cfg Config) *Client {
 		cfg:      cfg,
 		watched:  make(chan struct{}),
 		replyKey: keys.Reply(cfg.Queue, wire.RandomName(20)),
-		popper:   lists.NewPopper(rc, true),
+		popper:   lists.NewPopper(rc, false),
 		pending:  make(map[string]chan result),
 		carry:    make(chan lists.Item, 1),
 		kick:     make(chan struct{}, 1),
@@ -160,16 +163,27 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 }
 
 // Close fails the calls in flight and later ones with cfg.Closed, forgets
-// requests not yet sent, and waits for the client's goroutines to end.
+// requests not yet sent, and waits for the client's goroutines to end: it
+// ends the receivers' pops with tokens on the response list (which then
+// expires), or while Redis is silent, waits for their deadlines.
 func (c *Client) Close() {
 	c.mu.Lock()
-	if !c.closed {
+	first := !c.closed
+	if first {
 		c.closed = true
 		c.stop()
 		c.failAll(c.cfg.Closed)
 	}
+	popping := int(c.inRedis.Load())
 	c.mu.Unlock()
 	c.pusher.Stop()
+	if first && popping > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c.rc.DoMulti(ctx,
+			c.rc.B().Rpush().Key(c.replyKey).Element(lists.WakeTokens(popping)...).Build(),
+			c.rc.B().Expire().Key(c.replyKey).Seconds(10).Build())
+		cancel()
+	}
 	c.wg.Wait()
 }
 
@@ -618,9 +632,11 @@ func (c *Client) receive() {
 	defer c.wg.Done()
 	var claimed []chan result // the calls of msgs, by index; nil where none
 	var before rueidis.Commands
-	// The deadline ends a pop on a connection that died silently, as over a
-	// network partition; Close ends it at once.
-	window := deadline.NewWindow(c.ctx, lists.MaxPopWait, time.Second)
+	// Pops are not cancelled, so that rueidis runs them in this goroutine,
+	// which costs least: Close ends them with wake tokens. The deadline,
+	// popDeadline at most, ends a pop on a connection that died silently,
+	// as over a network partition.
+	window := deadline.NewWindow(c.ctx, popDeadline-time.Second, time.Second)
 	idle := time.NewTimer(pollInterval)
 	defer idle.Stop()
 	popped := false
@@ -652,6 +668,10 @@ func (c *Client) receive() {
 		claimed = claimed[:0]
 		if !c.closed {
 			for _, msg := range msgs {
+				if lists.IsWakeToken(msg) {
+					claimed = append(claimed, nil)
+					continue
+				}
 				claimed = append(claimed, c.claim(msg))
 			}
 		}

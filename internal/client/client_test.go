@@ -157,3 +157,41 @@ func TestCarriedRequestRefused(t *testing.T) {
 		t.Error("no request rode with a pop: the test tested nothing")
 	}
 }
+
+// TestCloseEndsPops: Close ends the receivers' pops waiting in Redis at
+// once, with tokens that no call takes for a response, and the response
+// list expires.
+func TestCloseEndsPops(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := redisrpctest.Queue(t)
+	c := redisrpc.NewClient(rc, q) // no server: the calls wait
+	failed := make(chan error, 4)
+	for i := range cap(failed) {
+		go func() {
+			_, err := redisrpc.Call(context.Background(), c, echo, i)
+			failed <- err
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // the receivers wait in Redis
+	start := time.Now()
+	c.Close()
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Errorf("Close took %v with pops waiting in Redis; want them ended at once", took.Round(time.Millisecond))
+	}
+	for range cap(failed) {
+		if err := <-failed; !errors.Is(err, redisrpc.ErrClientClosed) {
+			t.Errorf("a call in flight at Close: got %v, want ErrClientClosed", err)
+		}
+	}
+	ctx := context.Background()
+	lists, err := rc.Do(ctx, rc.B().Keys().Pattern(q+":*").Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lists {
+		if ttl, err := rc.Do(ctx, rc.B().Ttl().Key(l).Build()).AsInt64(); err != nil || ttl < 0 {
+			t.Errorf("%s is left with TTL %d, %v; want it to expire", l, ttl, err)
+		}
+	}
+}

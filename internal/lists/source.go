@@ -60,8 +60,21 @@ type Loop struct {
 func (l Loop) List() int { return l.list }
 
 // wakeToken is what Wake pushes to end a pop. It is not JSON, so no request
-// is ever taken for it.
+// or response is ever taken for it.
 const wakeToken = "\x00redisrpc:wake"
+
+// WakeTokens returns n tokens that end n pops of a list, for a client's
+// receivers; IsWakeToken tells one from a message.
+func WakeTokens(n int) []string {
+	t := make([]string, n)
+	for i := range t {
+		t[i] = wakeToken
+	}
+	return t
+}
+
+// IsWakeToken reports whether msg is a token of WakeTokens or Wake.
+func IsWakeToken(msg string) bool { return msg == wakeToken }
 
 // Beat is what one beat of a Source did.
 type Beat struct {
