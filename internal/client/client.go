@@ -66,9 +66,6 @@ const (
 	poppers = 2
 	// maxBatch caps the responses a Client takes in one pop.
 	maxBatch = 256
-	// popDeadline bounds a receiver's pop: its timeout, pollInterval, and
-	// as much again for the reply.
-	popDeadline = pollInterval + 2*time.Second
 )
 
 // Client sends calls to one queue. It is safe for concurrent use.
@@ -178,10 +175,15 @@ func (c *Client) Close() {
 	c.mu.Unlock()
 	c.pusher.Stop()
 	if first && popping > 0 {
+		// One RPUSH per pop: the first pop Redis serves would take the
+		// tokens of one RPUSH together.
+		cmds := make(rueidis.Commands, 0, popping+1)
+		for _, tok := range lists.WakeTokens(popping) {
+			cmds = append(cmds, c.rc.B().Rpush().Key(c.replyKey).Element(tok).Build())
+		}
+		cmds = append(cmds, c.rc.B().Expire().Key(c.replyKey).Seconds(10).Build())
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.rc.DoMulti(ctx,
-			c.rc.B().Rpush().Key(c.replyKey).Element(lists.WakeTokens(popping)...).Build(),
-			c.rc.B().Expire().Key(c.replyKey).Seconds(10).Build())
+		c.rc.DoMulti(ctx, cmds...)
 		cancel()
 	}
 	c.wg.Wait()
@@ -633,10 +635,11 @@ func (c *Client) receive() {
 	var claimed []chan result // the calls of msgs, by index; nil where none
 	var before rueidis.Commands
 	// Pops are not cancelled, so that rueidis runs them in this goroutine,
-	// which costs least: Close ends them with wake tokens. The deadline,
-	// popDeadline at most, ends a pop on a connection that died silently,
-	// as over a network partition.
-	window := deadline.NewWindow(c.ctx, popDeadline-time.Second, time.Second)
+	// which costs least: Close ends them with wake tokens. The deadline ends
+	// a pop on a connection that died silently, as over a network
+	// partition, and is long enough for Redis busy for seconds between
+	// popping and replying (a slow script), which would lose what it popped.
+	window := deadline.NewWindow(c.ctx, lists.MaxPopWait, time.Second)
 	idle := time.NewTimer(pollInterval)
 	defer idle.Stop()
 	popped := false
@@ -651,11 +654,7 @@ func (c *Client) receive() {
 			before = append(before, c.rc.B().Rpush().Key(carried.Key).Element(carried.Value).Build())
 		}
 		_, msgs, sent, err := c.popper.PopAfter(window.Context(), before, []string{c.replyKey}, pollInterval, maxBatch)
-		if carried.Key != "" {
-			if perr := sent[0].Error(); perr != nil {
-				c.pushFailed([]lists.Item{carried}, perr)
-			}
-		}
+		c.settleCarried(carried, sent)
 		clear(before) // hold no request
 		if err != nil && c.ctx.Err() == nil {
 			c.recvLog.Fail(err)
@@ -697,6 +696,25 @@ func (c *Client) receive() {
 			}
 		}
 	}
+}
+
+// settleCarried reports the push of the request carried with a pop, its
+// result in sent. A push Redis refused fails its call; so does one that
+// failed with the pop's connection, which may have run, since Redis may have
+// taken it before the connection failed: as any send cut off by a failing
+// connection, but over the pop's wait rather than one round trip.
+func (c *Client) settleCarried(carried lists.Item, sent []rueidis.RedisResult) {
+	if carried.Key == "" {
+		return
+	}
+	perr := sent[0].Error()
+	if perr == nil {
+		return
+	}
+	if _, refused := rueidis.IsRedisErr(perr); !refused {
+		perr = fmt.Errorf("%w (the connection failed while the request waited with the pop for its response: it may have run)", perr)
+	}
+	c.pushFailed([]lists.Item{carried}, perr)
 }
 
 // next decides what a receiver does next. Back from a pop (popped), it pops

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"runtime"
 	"time"
@@ -18,16 +17,19 @@ import (
 func (r *run) loop(loop lists.Loop, share int) {
 	s := r.s
 	backoff := time.Duration(0)
-	// At least once, a stop cancels the pops: what BLMOVE moved stays in the
-	// processing list. A BLMPOP is not cancelled, since what Redis popped
-	// would be lost: PollInterval or a Wake brings it back. Its context has
-	// no cancellation, so that rueidis runs it in this goroutine, and a
-	// deadline of its own, stopPopGrace at most, for a Redis gone silent.
-	// MaxPopWait covers a slow or vanished server at least once.
-	window := deadline.NewWindow(r.pops, lists.MaxPopWait, time.Second)
+	// A BLMPOP is not cancelled at a stop, since what Redis popped would be
+	// lost: PollInterval or a Wake brings it back, and only a Redis silent
+	// for longer than that meets stopPopGrace. MaxPopWait covers a slow or
+	// vanished server, and a Redis busy for seconds between popping and
+	// replying. (Without cancellation rueidis would run the pop in this
+	// goroutine, for about 5 us less CPU per call at one caller; but then
+	// only a deadline could end it, and a stop could not be both prompt
+	// and patient with a busy Redis.)
+	parent := r.pops
 	if !s.source.Cancellable(loop) {
-		window = deadline.NewWindow(context.Background(), stopPopGrace-time.Second, time.Second)
+		parent = r.late
 	}
+	window := deadline.NewWindow(parent, lists.MaxPopWait, time.Second)
 	var carried lists.Item // a response to send with the next pop
 	carrying := false
 	pushCarried := func() { // for a pop that is not coming

@@ -64,10 +64,10 @@ const (
 	// share one deadline from the stop, but leaving gets leaveAtLeast.
 	giveBackTimeout = 5 * time.Second
 	leaveAtLeast    = time.Second
-	// stopPopGrace bounds a pop that is not cancelled (at most once, since
-	// what Redis popped would be lost), from its start, by its deadline: its
-	// own timeout, PollInterval, and as much again for its reply. Only a
-	// silent Redis keeps a pop, and so a stop, that long.
+	// stopPopGrace is how long after a stop a pop that is not cancelled (at
+	// most once, since what Redis popped would be lost) may wait for Redis:
+	// its own timeout, PollInterval, and as much again for its reply. Only a
+	// silent Redis keeps a pop that long.
 	stopPopGrace = PollInterval + 2*time.Second
 )
 
@@ -142,6 +142,8 @@ type run struct {
 	cutOff     context.CancelCauseFunc
 	pops       context.Context // parent of pops: cancelled on stop at least once
 	cancelPops context.CancelFunc
+	late       context.Context // parent of the other pops: cancelled stopPopGrace after a stop
+	cancelLate context.CancelFunc
 	stopAt     time.Time // when the stop began; set before stopping closes
 
 	work chan lists.Msg // to an idle worker; closed when the loops have returned
@@ -174,6 +176,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	r.handlers, r.cutOff = context.WithCancelCause(context.WithoutCancel(ctx))
 	r.pops, r.cancelPops = context.WithCancel(context.Background())
+	r.late, r.cancelLate = context.WithCancel(context.Background())
 	s.mu.Lock()
 	switch {
 	case s.closed:
@@ -189,6 +192,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer func() {
 		r.cutOff(errStopped)
 		r.cancelPops()
+		r.cancelLate()
 		s.mu.Lock()
 		s.cur = nil
 		s.mu.Unlock()
@@ -268,6 +272,7 @@ func (r *run) stop() {
 		r.stopAt = time.Now()
 		close(r.stopping)
 		r.cancelPops()
+		time.AfterFunc(stopPopGrace, r.cancelLate)
 		go func() {
 			defer r.waking.Done()
 			ctx, cancel := r.stopContext()
