@@ -60,9 +60,7 @@ const (
 	// pollInterval bounds the receivers' pops, so that they end when no call
 	// is pending.
 	pollInterval = time.Second
-	// poppers is the number of receivers a Client runs: one waits in Redis
-	// while calls are pending, the other carries the next request there
-	// with its pop, or waits in Redis too.
+	// poppers is the number of pops a Client keeps waiting on its list.
 	poppers = 2
 	// maxBatch caps the responses a Client takes in one pop.
 	maxBatch = 256
@@ -77,8 +75,6 @@ type Client struct {
 	watched   chan struct{} // closed once the registry was first read, or not
 	ready     atomic.Bool   // watched is closed: calls need not look at it
 	replyKey  string        // shared response list
-	replySlot int           // its hash slot
-	cluster   bool          // rc talks to Redis Cluster
 	popper    *lists.Popper
 	pusher    *lists.Pusher
 	nextID    atomic.Uint64
@@ -94,13 +90,6 @@ type Client struct {
 
 	recvLog *outage.Log  // failures to receive responses
 	backoff atomic.Int64 // after a failure to receive, ns; client-wide
-
-	// A receiver not in Redis takes a request from carry and sends it with
-	// its pop, in one write; kick makes one pop, for responses due while no
-	// receiver is in Redis.
-	carry   chan lists.Item
-	kick    chan struct{}
-	inRedis atomic.Int32 // receivers popping, or about to; changed under mu
 
 	mu        sync.Mutex
 	pending   map[string]chan result
@@ -130,14 +119,11 @@ func New(rc rueidis.Client, cfg Config) *Client {
 		cfg:      cfg,
 		watched:  make(chan struct{}),
 		replyKey: keys.Reply(cfg.Queue, wire.RandomName(20)),
-		popper:   lists.NewPopper(rc, false),
+		popper:   lists.NewPopper(rc, true),
 		pending:  make(map[string]chan result),
-		carry:    make(chan lists.Item, 1),
-		kick:     make(chan struct{}, 1),
 		ctx:      ctx,
 		stop:     stop,
 	}
-	c.replySlot, c.cluster = keys.Slot(c.replyKey), rc.Mode() == rueidis.ClientModeCluster
 	// Until the registry shows live servers and their shard count, calls go
 	// to the queue itself, which every server serves.
 	c.view.Store(&view{lists: []string{cfg.Queue}, maxRequest: cfg.MaxMessage})
@@ -160,32 +146,16 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 }
 
 // Close fails the calls in flight and later ones with cfg.Closed, forgets
-// requests not yet sent, and waits for the client's goroutines to end: it
-// ends the receivers' pops with tokens on the response list (which then
-// expires), or while Redis is silent, waits for their deadlines.
+// requests not yet sent, and waits for the client's goroutines to end.
 func (c *Client) Close() {
 	c.mu.Lock()
-	first := !c.closed
-	if first {
+	if !c.closed {
 		c.closed = true
 		c.stop()
 		c.failAll(c.cfg.Closed)
 	}
-	popping := int(c.inRedis.Load())
 	c.mu.Unlock()
 	c.pusher.Stop()
-	if first && popping > 0 {
-		// One RPUSH per pop: the first pop Redis serves would take the
-		// tokens of one RPUSH together.
-		cmds := make(rueidis.Commands, 0, popping+1)
-		for _, tok := range lists.WakeTokens(popping) {
-			cmds = append(cmds, c.rc.B().Rpush().Key(c.replyKey).Element(tok).Build())
-		}
-		cmds = append(cmds, c.rc.B().Expire().Key(c.replyKey).Seconds(10).Build())
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.rc.DoMulti(ctx, cmds...)
-		cancel()
-	}
 	c.wg.Wait()
 }
 
@@ -223,59 +193,16 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
 		resultChans.Put(ch)
 		return "", err
 	}
+	// Requests queued by concurrent calls travel together in one RPUSH.
 	list := v.lists[0]
 	if len(v.lists) > 1 {
 		list = v.lists[int(c.nextList.Add(1))%len(v.lists)]
 	}
-	if !c.send(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID}) {
-		c.unregister(req.ID) // Close came between register and send
+	if !c.pusher.Push(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID}) {
+		c.unregister(req.ID) // Close came between register and Push
 		return "", c.cfg.Closed
 	}
 	return c.wait(ctx, req.ID, ch)
-}
-
-// send sends the request it of a registered call. At low load, where no
-// receiver is in Redis, it goes with the pop of a parked receiver, which
-// then waits for its response, in one write; else in the Pusher's next
-// RPUSH, with the requests of concurrent calls, whose responses the
-// receiver in Redis takes. It reports false once the client is closed.
-func (c *Client) send(it lists.Item) bool {
-	// (On Redis Cluster only a request for a list in the response list's
-	// slot, as the queue's is, would go out in the pop's write.)
-	if c.inRedis.Load() == 0 && (!c.cluster || keys.Slot(it.Key) == c.replySlot) {
-		select {
-		case c.carry <- it:
-			// A receiver that is not in Redis takes it: one parked, or one
-			// on its way there, which looks at carry after it counted
-			// itself in inRedis. Where one is in Redis now, the request
-			// might wait for it: take it back, unless a receiver has.
-			if c.inRedis.Load() == 0 {
-				return true
-			}
-			select {
-			case it = <-c.carry: // this request, or another sender's: either goes out now
-			default:
-				return true
-			}
-		default:
-		}
-	}
-	if !c.pusher.Push(it) {
-		return false
-	}
-	c.popSoon()
-	return true
-}
-
-// popSoon makes a parked receiver pop, where none is in Redis, for the
-// response of a call registered and sent without one.
-func (c *Client) popSoon() {
-	if c.inRedis.Load() == 0 {
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // acquire takes a slot for a call in flight, waiting for one while ctx lasts.
@@ -374,7 +301,6 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 		resultChans.Put(ch)
 		return "", err
 	}
-	c.popSoon()
 	// Close ends the push, and waits for it.
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -623,39 +549,18 @@ func (c *Client) failAll(err error) {
 }
 
 // receive pops responses from the shared list and hands them to their calls.
-// While calls are pending the receivers wait in Redis, in turn; with none
-// pending they park, for the next call to carry its request with a pop
-// that waits for its response, in one write. A receiver ends on Close, or
-// when it was parked for pollInterval with no call pending. When Redis
-// fails, calls stay pending, to get their responses when it is back or
-// their deadline errors, and the receivers back off together, logging the
-// outage once (package outage).
+// It runs while calls come, and ends on Close or when a wait for responses
+// timed out with no call pending. When Redis fails, calls stay pending, to
+// get their responses when it is back or their deadline errors, and the
+// receivers back off together, logging the outage once (package outage).
 func (c *Client) receive() {
 	defer c.wg.Done()
 	var claimed []chan result // the calls of msgs, by index; nil where none
-	var before rueidis.Commands
-	// Pops are not cancelled, so that rueidis runs them in this goroutine,
-	// which costs least: Close ends them with wake tokens. The deadline ends
-	// a pop on a connection that died silently, as over a network
-	// partition, and is long enough for Redis busy for seconds between
-	// popping and replying (a slow script), which would lose what it popped.
+	// The deadline ends a pop on a connection that died silently, as over a
+	// network partition; Close ends it at once.
 	window := deadline.NewWindow(c.ctx, lists.MaxPopWait, time.Second)
-	idle := time.NewTimer(pollInterval)
-	defer idle.Stop()
-	popped := false
 	for {
-		carried, ok := c.next(idle, popped)
-		popped = true
-		if !ok {
-			return
-		}
-		before = before[:0]
-		if carried.Key != "" {
-			before = append(before, c.rc.B().Rpush().Key(carried.Key).Element(carried.Value).Build())
-		}
-		_, msgs, sent, err := c.popper.PopAfter(window.Context(), before, []string{c.replyKey}, pollInterval, maxBatch)
-		c.settleCarried(carried, sent)
-		clear(before) // hold no request
+		_, msgs, err := c.popper.Pop(window.Context(), []string{c.replyKey}, pollInterval, maxBatch)
 		if err != nil && c.ctx.Err() == nil {
 			c.recvLog.Fail(err)
 		} else if err == nil {
@@ -663,18 +568,20 @@ func (c *Client) receive() {
 			c.backoff.Store(0)
 		}
 		c.mu.Lock()
-		c.inRedis.Add(-1)
-		claimed = claimed[:0]
-		if !c.closed {
-			for _, msg := range msgs {
-				if lists.IsWakeToken(msg) {
-					claimed = append(claimed, nil)
-					continue
-				}
-				claimed = append(claimed, c.claim(msg))
-			}
+		if c.closed {
+			c.receiving--
+			c.mu.Unlock()
+			return
 		}
-		more := len(c.pending) > 0
+		claimed = claimed[:0]
+		for _, msg := range msgs {
+			claimed = append(claimed, c.claim(msg))
+		}
+		if len(msgs) == 0 && len(c.pending) == 0 {
+			c.receiving--
+			c.mu.Unlock()
+			return
+		}
 		c.mu.Unlock()
 		// Waking the callers outside c.mu keeps new calls from waiting on it.
 		for i, ch := range claimed {
@@ -683,10 +590,9 @@ func (c *Client) receive() {
 			}
 		}
 		clear(claimed) // hold no finished call's channel while waiting
-		if len(msgs) > 0 && more {
-			// Let the callers just woken run before this goroutine goes back
-			// to Redis; the other receiver waits there. (With no call
-			// pending it parks at once instead, for the next call to carry.)
+		if len(msgs) > 0 {
+			// Let the callers just woken run before this goroutine goes back to
+			// Redis; the other receiver is waiting there already.
 			runtime.Gosched()
 		}
 		if err != nil { // Redis is failing: do not spin while calls keep coming
@@ -694,80 +600,6 @@ func (c *Client) receive() {
 			case <-time.After(c.nextBackoff()):
 			case <-c.ctx.Done():
 			}
-		}
-	}
-}
-
-// settleCarried reports the push of the request carried with a pop, its
-// result in sent. A push Redis refused fails its call; so does one that
-// failed with the pop's connection, which may have run, since Redis may have
-// taken it before the connection failed: as any send cut off by a failing
-// connection, but over the pop's wait rather than one round trip.
-func (c *Client) settleCarried(carried lists.Item, sent []rueidis.RedisResult) {
-	if carried.Key == "" {
-		return
-	}
-	perr := sent[0].Error()
-	if perr == nil {
-		return
-	}
-	if _, refused := rueidis.IsRedisErr(perr); !refused {
-		perr = fmt.Errorf("%w (the connection failed while the request waited with the pop for its response: it may have run)", perr)
-	}
-	c.pushFailed([]lists.Item{carried}, perr)
-}
-
-// next decides what a receiver does next. Back from a pop (popped), it pops
-// again while calls are pending, as under load; else it pops where calls
-// are pending and no other receiver is in Redis. Otherwise it parks until a
-// call hands it its request to carry (returned), or a kick. It reports false
-// when the receiver ends: on Close, or when it was parked for pollInterval
-// with no call pending.
-func (c *Client) next(idle *time.Timer, popped bool) (carried lists.Item, ok bool) {
-	for {
-		c.mu.Lock()
-		switch {
-		case c.closed:
-			c.receiving--
-			c.mu.Unlock()
-			return lists.Item{}, false
-		case len(c.pending) > 0 && (popped || c.inRedis.Load() == 0):
-			c.inRedis.Add(1)
-			c.mu.Unlock()
-			select { // a request left for a receiver on its way to Redis
-			case it := <-c.carry:
-				return it, true
-			default:
-				return lists.Item{}, true
-			}
-		}
-		c.mu.Unlock()
-		popped = false
-		idle.Reset(pollInterval)
-		select {
-		case it := <-c.carry:
-			idle.Stop()
-			c.mu.Lock()
-			if c.closed { // Close failed the call: nothing more goes out
-				c.receiving--
-				c.mu.Unlock()
-				return lists.Item{}, false
-			}
-			c.inRedis.Add(1)
-			c.mu.Unlock()
-			return it, true
-		case <-c.kick:
-			idle.Stop()
-		case <-c.ctx.Done():
-			idle.Stop()
-		case <-idle.C:
-			c.mu.Lock()
-			if len(c.pending) == 0 {
-				c.receiving--
-				c.mu.Unlock()
-				return lists.Item{}, false
-			}
-			c.mu.Unlock()
 		}
 	}
 }

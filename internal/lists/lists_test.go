@@ -78,7 +78,7 @@ func TestGiveBack(t *testing.T) {
 		if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element("1", "2", "3", "4").Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
-		msgs, _, err := s.Pop(ctx, s.Loops()[0], nil, time.Second, 2)
+		msgs, err := s.Pop(ctx, s.Loops()[0], time.Second, 2)
 		if err != nil || len(msgs) != 2 {
 			t.Fatalf("reliable=%v: Pop: got %v, %v; want 2", reliable, msgs, err)
 		}
@@ -107,7 +107,7 @@ func TestWake(t *testing.T) {
 	done := make(chan int, len(s.Loops()))
 	for _, loop := range s.Loops() {
 		go func() {
-			msgs, _, _ := s.Pop(ctx, loop, nil, 5*time.Second, 10)
+			msgs, _ := s.Pop(ctx, loop, 5*time.Second, 10)
 			done <- len(msgs)
 		}()
 	}
@@ -198,11 +198,11 @@ func TestMovePartly(t *testing.T) {
 	if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element("a", "b").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	msgs, _, err := l.move(ctx, failLast{rc}, nil, 10)
+	msgs, err := l.move(ctx, failLast{rc}, 10)
 	if err != nil || !slices.Equal(msgs, []string{"a", "b"}) {
 		t.Errorf("got %q, %v; want [a b] and no error", msgs, err)
 	}
-	if msgs, _, err := l.move(ctx, failLast{rc}, nil, 10); err == nil || len(msgs) != 0 {
+	if msgs, err := l.move(ctx, failLast{rc}, 10); err == nil || len(msgs) != 0 {
 		t.Errorf("a move that moved nothing and failed: got %q, %v; want the error", msgs, err)
 	}
 }
@@ -218,7 +218,7 @@ func TestCancelledPopLeavesNoConnection(t *testing.T) {
 			return err
 		},
 		"at least once": func(ctx context.Context, c rueidis.Client, key string) error {
-			_, _, err := (&list{name: key, processing: key + ":processing"}).pop(ctx, c, nil, 5*time.Second, 1)
+			_, err := (&list{name: key, processing: key + ":processing"}).pop(ctx, c, 5*time.Second, 1)
 			return err
 		},
 	}

@@ -49,79 +49,43 @@ func (noDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
 // slot. A cancelled ctx may lose messages Redis already popped, so callers
 // that must not lose any leave ctx alone and rely on timeout to come back.
 func (p *Popper) Pop(ctx context.Context, keys []string, timeout time.Duration, max int) (int, []string, error) {
-	i, msgs, _, err := p.PopAfter(ctx, nil, keys, timeout, max)
-	return i, msgs, err
-}
-
-// PopAfter is Pop, sending before ahead of the pop in the same write, on the
-// pop's connection, and returning their results: for messages that ride
-// with a pop (a request with the pop that waits for its response, a
-// response with the pop that takes the next request). Their results come
-// when the pop's does; with the pop's error, before's results carry it too.
-func (p *Popper) PopAfter(ctx context.Context, before rueidis.Commands, keys []string, timeout time.Duration, max int) (int, []string, []rueidis.RedisResult, error) {
 	secs := timeout.Seconds()
 	blocking := ctx
 	if p.cancellable {
 		blocking = abortable(ctx)
 	}
-	n := len(before)
-	do := func(pop rueidis.Completed) ([]rueidis.RedisResult, rueidis.RedisResult) {
-		if n == 0 {
-			return nil, p.rc.Do(blocking, pop)
-		}
-		rs := p.rc.DoMulti(blocking, append(before, pop)...)
-		before = before[:n] // the pop is not the caller's
-		return rs[:n], rs[n]
-	}
 	if !p.noLMPop.Load() {
-		prs, r := do(p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build())
-		kv, err := r.AsLMPop()
+		kv, err := p.rc.Do(blocking, p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build()).AsLMPop()
 		switch {
 		case err == nil:
-			return index(keys, kv.Key), kv.Values, prs, nil
+			return index(keys, kv.Key), kv.Values, nil
 		case rueidis.IsRedisNil(err):
-			return 0, nil, prs, nil
+			return 0, nil, nil
 		case !isUnknownCommand(err):
-			return 0, nil, prs, err
+			return 0, nil, err
 		}
 		p.noLMPop.Store(true)
-		if n > 0 { // before went out, and ran: only the pop is left
-			return p.popBLPop(ctx, blocking, keys, secs, max, prs)
-		}
 	}
-	prs, r := do(p.rc.B().Blpop().Key(keys...).Timeout(secs).Build())
-	return p.finishBLPop(ctx, r, keys, max, prs)
-}
-
-// popBLPop pops with BLPOP, for servers without BLMPOP, after before ran.
-func (p *Popper) popBLPop(ctx, blocking context.Context, keys []string, secs float64, max int, prs []rueidis.RedisResult) (int, []string, []rueidis.RedisResult, error) {
-	r := p.rc.Do(blocking, p.rc.B().Blpop().Key(keys...).Timeout(secs).Build())
-	return p.finishBLPop(ctx, r, keys, max, prs)
-}
-
-// finishBLPop reads BLPOP's reply r, and takes up to max-1 more messages from
-// the list it popped with LPOP.
-func (p *Popper) finishBLPop(ctx context.Context, r rueidis.RedisResult, keys []string, max int, prs []rueidis.RedisResult) (int, []string, []rueidis.RedisResult, error) {
-	kv, err := r.AsStrSlice()
+	kv, err := p.rc.Do(blocking, p.rc.B().Blpop().Key(keys...).Timeout(secs).Build()).AsStrSlice()
 	if rueidis.IsRedisNil(err) {
-		return 0, nil, prs, nil
+		return 0, nil, nil
 	}
 	if err != nil {
-		return 0, nil, prs, err
+		return 0, nil, err
 	}
 	if len(kv) != 2 {
-		return 0, nil, prs, nil
+		return 0, nil, nil
 	}
 	i, msgs := index(keys, kv[0]), kv[1:]
 	if max > 1 {
 		more, err := p.rc.Do(ctx, p.rc.B().Lpop().Key(kv[0]).Count(int64(max-1)).Build()).AsStrSlice()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			// The first message is already ours; hand it over and report nothing.
-			return i, msgs, prs, nil
+			return i, msgs, nil
 		}
 		msgs = append(msgs, more...)
 	}
-	return i, msgs, prs, nil
+	return i, msgs, nil
 }
 
 func index(keys []string, key string) int {

@@ -310,19 +310,12 @@ func (p *Pusher) writeTransactions(ctx context.Context, groups []group) {
 // its caller can have the answer, nor leaves without one; all groups in one
 // round trip. (A script did the same at a third more Redis CPU per call.)
 func (p *Pusher) writeAtomic(ctx context.Context, groups []group) {
-	cmds, execs := p.atomicCommands(groups)
-	p.reportAtomic(groups, p.rc.DoMulti(ctx, cmds...), execs)
-}
-
-// atomicCommands returns the transactions of groups, and the index of each
-// group's EXEC among them.
-func (p *Pusher) atomicCommands(groups []group) (rueidis.Commands, []int) {
 	n := 0
 	for _, g := range groups {
 		n += 4 + len(g.items)
 	}
 	cmds := make(rueidis.Commands, 0, n)
-	execs := make([]int, len(groups))
+	execs := make([]int, len(groups)) // the index of each group's EXEC
 	for i, g := range groups {
 		values := make([]string, len(g.items))
 		for j, it := range g.items {
@@ -338,11 +331,7 @@ func (p *Pusher) atomicCommands(groups []group) (rueidis.Commands, []int) {
 		execs[i] = len(cmds)
 		cmds = append(cmds, p.rc.B().Exec().Build())
 	}
-	return cmds, execs
-}
-
-// reportAtomic reports the transactions of groups from their results res.
-func (p *Pusher) reportAtomic(groups []group, res []rueidis.RedisResult, execs []int) {
+	res := p.rc.DoMulti(ctx, cmds...)
 	for i, g := range groups {
 		// EXEC fails as a whole (a command refused when queued, as under
 		// maxmemory), or gives each command's reply: the RPUSH's first.
@@ -352,33 +341,6 @@ func (p *Pusher) reportAtomic(groups []group, res []rueidis.RedisResult, execs [
 		}
 		p.done(g.items, err, true)
 	}
-}
-
-// Carriable reports whether Carry can send it with a command on a key of
-// hash slot slot: its push, and its Ack's removal, are one transaction
-// there, or it has no Ack; on Redis Cluster its list is in slot too.
-func (p *Pusher) Carriable(it Item, slot int) bool {
-	if !p.cluster {
-		return true
-	}
-	return keys.Slot(it.Key) == slot && (it.Ack == "" || keys.Slot(it.AckList) == slot)
-}
-
-// Carry returns the commands that push it, and remove its Ack, as Push
-// would, for another goroutine to send with a command of its own (a pop)
-// in one write, and report, to be called with their results: it settles
-// it and calls the callbacks as Push does. it must be Carriable.
-func (p *Pusher) Carry(it Item) (cmds rueidis.Commands, report func(res []rueidis.RedisResult)) {
-	if it.Ack != "" {
-		groups := []group{{key: it.Key, ackList: it.AckList, items: []Item{it}}}
-		cmds, execs := p.atomicCommands(groups)
-		return cmds, func(res []rueidis.RedisResult) { p.reportAtomic(groups, res, execs) }
-	}
-	cmds = rueidis.Commands{p.rc.B().Rpush().Key(it.Key).Element(it.Value).Build()}
-	if p.cfg.TTL > 0 {
-		cmds = append(cmds, p.rc.B().Expire().Key(it.Key).Seconds(p.cfg.TTL).Build())
-	}
-	return cmds, func(res []rueidis.RedisResult) { p.done([]Item{it}, res[0].Error(), false) }
 }
 
 // writePlain pushes groups with RPUSH (and EXPIRE), then removes the

@@ -87,54 +87,37 @@ func (h *held) stranded(content []string, now time.Time, after time.Duration) []
 // Under load, pipelined LMOVEs take what the list holds in one round trip;
 // only when they find it empty does a blocking move wait, and what it brings
 // is served at once: the next pop takes what came meanwhile.
-func (l *list) pop(ctx context.Context, rc rueidis.Client, before rueidis.Commands, timeout time.Duration, max int) ([]string, []rueidis.RedisResult, error) {
-	var sent []rueidis.RedisResult
-	mctx := ctx // of the moves
-	if len(before) > 0 {
-		// What rides with the pop (a response and its request's removal)
-		// goes out whatever ends the pop: with the moves, which do not
-		// block, on a context that a stop does not cancel.
-		var cancel context.CancelFunc
-		mctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), MaxPopWait)
-		defer cancel()
-		if max <= 1 {
-			sent, before = rc.DoMulti(mctx, before...), nil
-		}
-	}
+func (l *list) pop(ctx context.Context, rc rueidis.Client, timeout time.Duration, max int) ([]string, error) {
 	if max > 1 {
-		msgs, prs, err := l.move(mctx, rc, before, max)
-		sent, before = prs, nil
+		msgs, err := l.move(ctx, rc, max)
 		if err != nil || len(msgs) > 0 {
-			return msgs, sent, err
+			return msgs, err
 		}
 	}
 	cmd := rc.B().Blmove().Source(l.name).Destination(l.processing).Left().Right().Timeout(timeout.Seconds()).Build()
 	first, err := rc.Do(abortable(ctx), cmd).ToString()
 	if rueidis.IsRedisNil(err) {
-		return nil, sent, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, sent, err
+		return nil, err
 	}
-	return []string{first}, sent, nil
+	return []string{first}, nil
 }
 
 // move moves up to max requests from l to its processing list with LMOVEs
 // in one round trip, each atomic: as many as the last move brought, twice
 // over, so that few come back empty. It reports an error only when nothing
 // moved: what did move must be served, and a failing LMOVE moved nothing.
-func (l *list) move(ctx context.Context, rc rueidis.Client, before rueidis.Commands, max int) ([]string, []rueidis.RedisResult, error) {
+func (l *list) move(ctx context.Context, rc rueidis.Client, max int) ([]string, error) {
 	n := min(max, int(2*l.moved.Load())+2)
-	cmds := make(rueidis.Commands, len(before), len(before)+n)
-	copy(cmds, before)
-	for range n {
-		cmds = append(cmds, rc.B().Lmove().Source(l.name).Destination(l.processing).Left().Right().Build())
+	cmds := make(rueidis.Commands, n)
+	for i := range cmds {
+		cmds[i] = rc.B().Lmove().Source(l.name).Destination(l.processing).Left().Right().Build()
 	}
-	rs := rc.DoMulti(ctx, cmds...)
-	sent := rs[:len(before)]
 	var msgs []string
 	var first error
-	for _, r := range rs[len(before):] {
+	for _, r := range rc.DoMulti(ctx, cmds...) {
 		v, err := r.ToString()
 		switch {
 		case err == nil:
@@ -145,7 +128,7 @@ func (l *list) move(ctx context.Context, rc rueidis.Client, before rueidis.Comma
 	}
 	l.moved.Store(int32(len(msgs)))
 	if len(msgs) > 0 {
-		return msgs, sent, nil
+		return msgs, nil
 	}
-	return nil, sent, first
+	return nil, first
 }

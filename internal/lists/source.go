@@ -60,21 +60,8 @@ type Loop struct {
 func (l Loop) List() int { return l.list }
 
 // wakeToken is what Wake pushes to end a pop. It is not JSON, so no request
-// or response is ever taken for it.
+// is ever taken for it.
 const wakeToken = "\x00redisrpc:wake"
-
-// WakeTokens returns n tokens that end n pops of a list, for a client's
-// receivers; IsWakeToken tells one from a message.
-func WakeTokens(n int) []string {
-	t := make([]string, n)
-	for i := range t {
-		t[i] = wakeToken
-	}
-	return t
-}
-
-// IsWakeToken reports whether msg is a token of WakeTokens or Wake.
-func IsWakeToken(msg string) bool { return msg == wakeToken }
 
 // Beat is what one beat of a Source did.
 type Beat struct {
@@ -132,21 +119,18 @@ func (s *Source) Loops() []Loop { return s.loops }
 func (s *Source) Reliable() bool { return s.reliable }
 
 // Pop takes up to limit requests for loop, waiting up to timeout for the
-// first, and returns none once Wake was called. It sends before first, in
-// the same write where it can (see Popper.PopAfter), and returns their
-// results. At most once, it must not be
+// first, and returns none once Wake was called. At most once, it must not be
 // cancelled while Redis may answer (see Popper.Pop), only once Redis is
 // silent for longer than timeout; at least once, it may be, and
 // what Redis moved meanwhile stays in the processing list, where Leave or the
 // beats find it. ctx should end after MaxPopWait.
-func (s *Source) Pop(ctx context.Context, loop Loop, before rueidis.Commands, timeout time.Duration, limit int) ([]Msg, []rueidis.RedisResult, error) {
+func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limit int) ([]Msg, error) {
 	var bodies []string
-	var sent []rueidis.RedisResult
 	var err error
 	inbox := false
 	if s.reliable && loop.list >= 0 {
 		l := s.lists[loop.list]
-		bodies, sent, err = l.pop(ctx, s.rc, before, timeout, limit)
+		bodies, err = l.pop(ctx, s.rc, timeout, limit)
 		l.held.add(bodies)
 	} else {
 		var keys [2]string // the wake or inbox list first: a token ends the pop first
@@ -161,7 +145,7 @@ func (s *Source) Pop(ctx context.Context, loop Loop, before rueidis.Commands, ti
 			keys[n], n = s.lists[loop.list].name, n+1
 		}
 		var from int
-		from, bodies, sent, err = s.popper.PopAfter(ctx, before, keys[:n], timeout, limit)
+		from, bodies, err = s.popper.Pop(ctx, keys[:n], timeout, limit)
 		switch {
 		case len(bodies) == 0:
 		case keys[from] == loop.wake:
@@ -175,7 +159,7 @@ func (s *Source) Pop(ctx context.Context, loop Loop, before rueidis.Commands, ti
 	for j, b := range bodies {
 		msgs[j] = Msg{Body: b, list: max(loop.list, 0), inbox: inbox}
 	}
-	return msgs, sent, err
+	return msgs, err
 }
 
 // dropTokens removes Wake's tokens from what a pop took from the inbox, and

@@ -225,7 +225,5 @@ func (r *run) respond(key string, resp wire.Response, job lists.Msg) {
 	body := wire.AppendResponse(make([]byte, 0, 48+len(resp.ID)+len(resp.ReturnValue)+len(resp.Exception)), &resp)
 	it := lists.Item{Key: key, Value: rueidis.BinaryString(body)}
 	it.AckList, it.Ack = r.s.source.Ack(job)
-	if !r.handOver(it) {
-		r.s.pusher.Push(it)
-	}
+	r.s.pusher.Push(it)
 }

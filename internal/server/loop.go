@@ -1,11 +1,8 @@
 package server
 
 import (
-	"errors"
 	"runtime"
 	"time"
-
-	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc/internal/deadline"
 	"github.com/redisrpc/redisrpc/internal/lists"
@@ -20,40 +17,18 @@ func (r *run) loop(loop lists.Loop, share int) {
 	// A BLMPOP is not cancelled at a stop, since what Redis popped would be
 	// lost: PollInterval or a Wake brings it back, and only a Redis silent
 	// for longer than that meets stopPopGrace. MaxPopWait covers a slow or
-	// vanished server, and a Redis busy for seconds between popping and
-	// replying. (Without cancellation rueidis would run the pop in this
-	// goroutine, for about 5 us less CPU per call at one caller; but then
-	// only a deadline could end it, and a stop could not be both prompt
-	// and patient with a busy Redis.)
+	// vanished server.
 	parent := r.pops
 	if !s.source.Cancellable(loop) {
 		parent = r.late
 	}
 	window := deadline.NewWindow(parent, lists.MaxPopWait, time.Second)
-	var carried lists.Item // a response to send with the next pop
-	carrying := false
-	pushCarried := func() { // for a pop that is not coming
-		if carrying {
-			s.pusher.Push(carried)
-			carried, carrying = lists.Item{}, false
-		}
-	}
 	for {
-		n, ok := r.reserve(loop.List(), share, pushCarried)
+		n, ok := r.reserve(loop.List(), share)
 		if !ok {
-			pushCarried()
 			return
 		}
-		var before rueidis.Commands
-		var report func([]rueidis.RedisResult)
-		if carrying {
-			before, report = s.pusher.Carry(carried)
-			carried, carrying = lists.Item{}, false
-		}
-		msgs, sent, err := s.source.Pop(window.Context(), loop, before, PollInterval, n)
-		if report != nil {
-			report(results(sent, len(before), err))
-		}
+		msgs, err := s.source.Pop(window.Context(), loop, PollInterval, n)
 		r.unreserve(loop.List(), n)
 		if r.stopped() {
 			r.giveBack(msgs)
@@ -90,74 +65,10 @@ func (r *run) loop(loop lists.Loop, share int) {
 			}
 			i += k
 		}
-		if len(msgs) == 0 {
-			continue
-		}
-		// While another pop of the list waits in Redis, this loop waits for
-		// a response, to send it with its pop in one write, until that pop
-		// returns. Else it lets the workers just handed requests start
-		// before it goes back; on shards the delay is a goroutine switch.
-		if carried, carrying = r.awaitCarry(loop.List(), len(msgs)); !carrying {
-			runtime.Gosched()
-		}
-	}
-}
-
-// results returns the n results of the commands sent with a pop, or n
-// errors where the pop returned fewer (it failed before sending them).
-func results(sent []rueidis.RedisResult, n int, err error) []rueidis.RedisResult {
-	if len(sent) >= n {
-		return sent
-	}
-	if err == nil {
-		err = errors.New("redisrpc: the commands sent with a pop got no reply")
-	}
-	rs := make([]rueidis.RedisResult, n)
-	for i := range rs {
-		rs[i] = rueidis.NewErrorResult(err)
-	}
-	return rs
-}
-
-// awaitCarry waits, for a loop of list that just handed requests to
-// workers, for a response to send with its next pop: while another pop of
-// list is in Redis, until it returns or the server stops. Only the loops of
-// the queue itself carry, whose list shares the slot of Go clients'
-// response lists.
-func (r *run) awaitCarry(list, brought int) (lists.Item, bool) {
-	if list != 0 || brought > 1 {
-		return lists.Item{}, false
-	}
-	r.slotMu.Lock()
-	if r.popping[list] == 0 || r.stopped() {
-		r.slotMu.Unlock()
-		return lists.Item{}, false
-	}
-	if r.returned == nil {
-		r.returned = make(chan struct{})
-	}
-	returned := r.returned
-	r.slotMu.Unlock()
-	select {
-	case it := <-r.carry:
-		return it, true
-	case <-returned:
-	case <-r.stopping:
-	}
-	return lists.Item{}, false
-}
-
-// handOver hands the response it to a loop waiting to send it with its pop,
-// and reports whether one took it.
-func (r *run) handOver(it lists.Item) bool {
-	if !r.s.pusher.Carriable(it, r.carrySlot) {
-		return false
-	}
-	select {
-	case r.carry <- it:
-		return true
-	default:
-		return false
+		// Let the workers just handed requests start before this loop goes
+		// back to Redis; on a single list another pop waits there already
+		// (Source.Loops), and on shards the delay is a goroutine switch.
+		runtime.Gosched()
 	}
 }
 
@@ -190,9 +101,8 @@ func (r *run) giveBack(msgs []lists.Msg) {
 // that has one gets none: it would only take a request that a pop of
 // another server could run.) It waits while it may take none, and reports
 // false once the server stops.
-// Before it waits it calls waiting.
-func (r *run) reserve(list, limit int, waiting func()) (int, bool) {
-	return r.slots(waiting, func() int {
+func (r *run) reserve(list, limit int) (int, bool) {
+	return r.slots(func() int {
 		n := min(r.free-r.reserved, limit)
 		if n <= 0 && r.free > 0 && r.popping[list] == 0 {
 			n = 1
@@ -212,17 +122,13 @@ func (r *run) unreserve(list, n int) {
 	r.reserved -= n
 	r.popping[list]--
 	r.wakeLocked()
-	if list == 0 && r.returned != nil {
-		close(r.returned)
-		r.returned = nil
-	}
 	r.slotMu.Unlock()
 }
 
 // acquire waits for at least one free slot and takes up to limit, for
 // requests a pop brought. It reports false once the server stops.
 func (r *run) acquire(limit int) (int, bool) {
-	return r.slots(nil, func() int {
+	return r.slots(func() int {
 		n := min(r.free, limit)
 		r.free -= n
 		return n
@@ -231,9 +137,8 @@ func (r *run) acquire(limit int) (int, bool) {
 
 // slots calls take under r.slotMu until it takes some, waiting for a
 // release or unreservation between tries, and returns what it took; it
-// reports false once the server stops, which wins over a free slot. It
-// calls waiting, if set, before it first waits.
-func (r *run) slots(waiting func(), take func() int) (int, bool) {
+// reports false once the server stops, which wins over a free slot.
+func (r *run) slots(take func() int) (int, bool) {
 	for {
 		if r.stopped() {
 			return 0, false
@@ -248,10 +153,6 @@ func (r *run) slots(waiting func(), take func() int) (int, bool) {
 		}
 		freed := r.freed
 		r.slotMu.Unlock()
-		if waiting != nil {
-			waiting()
-			waiting = nil
-		}
 		select {
 		case <-freed:
 		case <-r.stopping:

@@ -15,7 +15,6 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/outage"
 	"github.com/redisrpc/redisrpc/internal/registry"
@@ -159,10 +158,6 @@ type run struct {
 	reserved int           // requests the pops under way may bring
 	popping  map[int]int   // pops under way, by list (Loop.List)
 	freed    chan struct{} // closed when a slot frees, if anybody waits
-	returned chan struct{} // closed when a pop of the queue itself returns, if a loop waits to carry
-
-	carry     chan lists.Item // a response, from a worker to a loop that sends it with its pop
-	carrySlot int             // the hash slot of the queue itself
 }
 
 // Serve serves until ctx ends or Shutdown is called; see Mux.Serve.
@@ -172,7 +167,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		stopping: make(chan struct{}), aborted: make(chan struct{}),
 		work: make(chan lists.Msg), done: make(chan struct{}), workers: map[*worker]bool{}, idle: make(chan struct{}),
 		free: s.cfg.Concurrency, popping: map[int]int{},
-		carry: make(chan lists.Item), carrySlot: keys.Slot(s.cfg.Queue),
 	}
 	r.handlers, r.cutOff = context.WithCancelCause(context.WithoutCancel(ctx))
 	r.pops, r.cancelPops = context.WithCancel(context.Background())

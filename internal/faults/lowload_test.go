@@ -29,24 +29,24 @@ func napMux(t *testing.T, rc rueidis.Client, q string, opts ...redisrpc.MuxOptio
 	return m
 }
 
-type carryMode struct {
+type lowLoadMode struct {
 	name string
 	opts []redisrpc.MuxOption
 }
 
-var carryModes = []carryMode{
+var lowLoadModes = []lowLoadMode{
 	{"at-most-once", nil},
 	{"at-most-once/concurrency-2", []redisrpc.MuxOption{redisrpc.WithConcurrency(2)}},
 	{"at-least-once", []redisrpc.MuxOption{redisrpc.WithAtLeastOnce()}},
 	{"at-least-once/concurrency-2", []redisrpc.MuxOption{redisrpc.WithAtLeastOnce(), redisrpc.WithConcurrency(2)}},
 }
 
-// TestCarrySequentialMixed: sequential calls mixing quick handlers and
+// TestLowLoadSequentialMixed: sequential calls mixing quick handlers and
 // handlers slower than a receiver's poll all come back soon after their
 // handler returns.
-func TestCarrySequentialMixed(t *testing.T) {
+func TestLowLoadSequentialMixed(t *testing.T) {
 	t.Parallel()
-	for _, m := range carryModes {
+	for _, m := range lowLoadModes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			rc := redisrpctest.Redis(t)
@@ -65,11 +65,11 @@ func TestCarrySequentialMixed(t *testing.T) {
 	}
 }
 
-// TestCarrySlowHandlerOthersFlow: one handler sleeping 2 s does not hold up
+// TestLowLoadSlowHandlerOthersFlow: one handler sleeping 2 s does not hold up
 // the quick calls made meanwhile to the same server.
-func TestCarrySlowHandlerOthersFlow(t *testing.T) {
+func TestLowLoadSlowHandlerOthersFlow(t *testing.T) {
 	t.Parallel()
-	for _, m := range carryModes {
+	for _, m := range lowLoadModes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			rc := redisrpctest.Redis(t)
@@ -128,10 +128,9 @@ func (r *sentRecorder) DoMulti(ctx context.Context, multi ...rueidis.Completed) 
 	return r.Client.DoMulti(ctx, multi...)
 }
 
-// TestCarryCloseInFlight: Close ends calls in flight (one carried with a
-// pop, others pushed) with ErrClientClosed at once, later calls too, and
+// TestLowLoadCloseInFlight: Close ends calls in flight with ErrClientClosed at once, later calls too, and
 // nothing reaches Redis from the client after Close returns.
-func TestCarryCloseInFlight(t *testing.T) {
+func TestLowLoadCloseInFlight(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
@@ -187,11 +186,11 @@ func TestCarryCloseInFlight(t *testing.T) {
 	}
 }
 
-// TestCarryShutdownDeliversFinished: a handler that finishes during a
+// TestLowLoadShutdownDeliversFinished: a handler that finishes during a
 // Shutdown has its response delivered, whatever the phase of the pops.
-func TestCarryShutdownDeliversFinished(t *testing.T) {
+func TestLowLoadShutdownDeliversFinished(t *testing.T) {
 	t.Parallel()
-	for _, m := range carryModes {
+	for _, m := range lowLoadModes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			rc := redisrpctest.Redis(t)
@@ -202,8 +201,7 @@ func TestCarryShutdownDeliversFinished(t *testing.T) {
 				go func() { served <- mux.Serve(context.Background()) }()
 				<-mux.Ready()
 				c := newClient(t, rc, q)
-				// Warm up: the next call rides with a pop, its response with
-				// the server's next pop.
+				// Warm up: the receivers and the loops are idle for the next call.
 				if _, err := redisrpc.Call(timeout(t, 5*time.Second), c, napper, 0); err != nil {
 					t.Fatal(err)
 				}
@@ -233,12 +231,12 @@ func TestCarryShutdownDeliversFinished(t *testing.T) {
 	}
 }
 
-// TestCarryStressMixed: callers that come and go at random, quick and slow
+// TestLowLoadStressMixed: callers that come and go at random, quick and slow
 // handlers, gaps around the receivers' and pops' one-second polls: every
 // call is answered soon after its handler returns.
-func TestCarryStressMixed(t *testing.T) {
+func TestLowLoadStressMixed(t *testing.T) {
 	t.Parallel()
-	for _, m := range carryModes {
+	for _, m := range lowLoadModes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			rc := redisrpctest.Redis(t)
@@ -267,13 +265,13 @@ func TestCarryStressMixed(t *testing.T) {
 	}
 }
 
-// TestCarryStopAsHandlerEnds: a handler returns just as its server stops
+// TestLowLoadStopAsHandlerEnds: a handler returns just as its server stops
 // (Shutdown, or Serve's context ending): its caller gets the response, and
 // at least once the request is not given back to run again.
-func TestCarryStopAsHandlerEnds(t *testing.T) {
+func TestLowLoadStopAsHandlerEnds(t *testing.T) {
 	t.Parallel()
 	for _, how := range []string{"Shutdown", "context"} {
-		for _, m := range carryModes {
+		for _, m := range lowLoadModes {
 			t.Run(how+"/"+m.name, func(t *testing.T) {
 				t.Parallel()
 				rc := redisrpctest.Redis(t)
@@ -343,10 +341,10 @@ func TestCarryStopAsHandlerEnds(t *testing.T) {
 	}
 }
 
-// TestCarryCloseUnderLoadIsQuick: Close of a client whose receivers both
+// TestLowLoadCloseUnderLoadIsQuick: Close of a client whose receivers both
 // wait in Redis (a burst of calls brought them there, and one call still
 // waits) ends their pops at once.
-func TestCarryCloseUnderLoadIsQuick(t *testing.T) {
+func TestLowLoadCloseUnderLoadIsQuick(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
@@ -388,11 +386,11 @@ func TestCarryCloseUnderLoadIsQuick(t *testing.T) {
 	}
 }
 
-// TestCarryVariety: shards, classic clients and CallAll keep working at
-// low load, where requests and responses ride with pops.
-func TestCarryVariety(t *testing.T) {
+// TestLowLoadVariety: shards, classic clients and CallAll keep working at
+// low load, with one call at a time.
+func TestLowLoadVariety(t *testing.T) {
 	t.Parallel()
-	for _, m := range carryModes {
+	for _, m := range lowLoadModes {
 		for _, shards := range []int{1, 3} {
 			t.Run(fmt.Sprintf("%s/shards-%d", m.name, shards), func(t *testing.T) {
 				t.Parallel()
@@ -432,10 +430,10 @@ func TestCarryVariety(t *testing.T) {
 	}
 }
 
-// TestCarryAtLeastOnceServersCycle: at least once, while servers are shut
+// TestLowLoadAtLeastOnceServersCycle: at least once, while servers are shut
 // down and replaced under calls at low and higher load, every call is
 // answered and no request runs twice (graceful stops cut off no handler).
-func TestCarryAtLeastOnceServersCycle(t *testing.T) {
+func TestLowLoadAtLeastOnceServersCycle(t *testing.T) {
 	t.Parallel()
 	rc := redisrpctest.Redis(t)
 	q := newQueue(t)
@@ -513,12 +511,12 @@ while true do
 end
 return 1`
 
-// TestCarryStallAfterPopLosesNoRequest: Redis hands a request to a waiting
+// TestLowLoadStallAfterPopLosesNoRequest: Redis hands a request to a waiting
 // at-most-once pop and then stalls for 3.5 s (well under MaxPopWait, and
 // under the 5 s after which Redis answers BUSY): the server still gets the
 // request and answers it; it is not popped and dropped with the pop's
 // connection.
-func TestCarryStallAfterPopLosesNoRequest(t *testing.T) {
+func TestLowLoadStallAfterPopLosesNoRequest(t *testing.T) {
 	t.Parallel()
 	srv, rc, err := localredis.StartWithClient(localredis.Any)
 	if err != nil {
@@ -563,10 +561,10 @@ func TestCarryStallAfterPopLosesNoRequest(t *testing.T) {
 	}
 }
 
-// TestCarryStallAfterResponsePopped: Redis hands a response to a client's
+// TestLowLoadStallAfterResponsePopped: Redis hands a response to a client's
 // waiting pop and then stalls for 3.5 s: the call still gets it, rather
 // than its receiver dropping it with the pop's connection.
-func TestCarryStallAfterResponsePopped(t *testing.T) {
+func TestLowLoadStallAfterResponsePopped(t *testing.T) {
 	t.Parallel()
 	srv, rc, err := localredis.StartWithClient(localredis.Any)
 	if err != nil {

@@ -9,11 +9,10 @@ import (
 	"github.com/redisrpc/redisrpc"
 )
 
-// TestCarryClusterLowLoad: on Redis Cluster, sequential calls (whose
-// requests ride with the clients' pops and whose responses ride with the
-// servers' next pops), calls of a classic client and CallAll are answered
-// in both delivery modes, with and without shards, and nothing panics.
-func TestCarryClusterLowLoad(t *testing.T) {
+// TestClusterLowLoad: on Redis Cluster, sequential calls, calls of a
+// classic client and CallAll are answered in both delivery modes, with and
+// without shards, and nothing panics.
+func TestClusterLowLoad(t *testing.T) {
 	t.Parallel()
 	_, c := startCluster(t)
 	ctx := context.Background()
@@ -61,8 +60,7 @@ func TestCarryClusterLowLoad(t *testing.T) {
 					t.Errorf("CallAll on %s: got %d, %v", r.Server, r.Value, r.Err)
 				}
 			}
-			// A few calls at once: some requests ride with a pop, the
-			// others go in the Pusher's batches.
+			// A few calls at once, batched.
 			var wg sync.WaitGroup
 			for i := range 20 {
 				wg.Go(func() {
