@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc"
-	"github.com/redisrpc/redisrpc/internal/localredis"
 	"github.com/redisrpc/redisrpc/redisrpctest"
 )
 
@@ -506,127 +504,8 @@ func TestLowLoadAtLeastOnceServersCycle(t *testing.T) {
 	t.Logf("%d calls", next.Load())
 }
 
-// busyScript keeps Redis busy for ARGV[1] ms, as a slow script, a large
-// DEL or a fork can: every client waits, none is disconnected.
-const busyScript = `local t0 = redis.call('TIME')
-local start = tonumber(t0[1]) * 1000 + tonumber(t0[2]) / 1000
-while true do
-  local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 - start > tonumber(ARGV[1]) then break end
-end
-return 1`
 
-// TestLowLoadStallAfterPopLosesNoRequest: Redis hands a request to a waiting
-// at-most-once pop and then stalls for 3.5 s (well under MaxPopWait, and
-// under the 5 s after which Redis answers BUSY): the server still gets the
-// request and answers it; it is not popped and dropped with the pop's
-// connection.
-func TestLowLoadStallAfterPopLosesNoRequest(t *testing.T) {
-	t.Parallel()
-	srv, rc, err := localredis.StartWithClient(localredis.Any)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rc.Close(); srv.Close() })
-	if srv.Kind == "embedded" {
-		t.Skip("needs a real Redis to stall")
-	}
-	q := newQueue(t)
-	redisrpctest.Serve(t, napMux(t, rc, q))
-	c := newClient(t, rc, q)
-	if _, err := redisrpc.Call(timeout(t, 5*time.Second), c, napper, 0); err != nil {
-		t.Fatal(err)
-	}
-	lost := 0
-	for round := range 3 {
-		time.Sleep(1200 * time.Millisecond) // both pops of the server wait in Redis
-		reply := fmt.Sprintf("%s:rpc:stall%d", q, round)
-		body := fmt.Sprintf(`{"function_call":{"name":"nap","args":[0]},"response_queue":%q,"id":"s%d"}`, reply, round)
-		ctx := timeout(t, 20*time.Second)
-		// The push hands the request to a waiting pop; the script runs before
-		// Redis writes the pop's reply.
-		for i, r := range rc.DoMulti(ctx,
-			rc.B().Rpush().Key(q).Element(body).Build(),
-			rc.B().Eval().Script(busyScript).Numkeys(0).Arg("3500").Build()) {
-			if err := r.Error(); err != nil {
-				t.Fatalf("command %d: %v", i, err)
-			}
-		}
-		if n, _ := rc.Do(ctx, rc.B().Llen().Key(q).Build()).AsInt64(); n != 0 {
-			t.Fatalf("round %d: the request was not popped at once (%d in the queue): the test tested nothing", round, n)
-		}
-		kv, err := rc.Do(ctx, rc.B().Blpop().Key(reply).Timeout(6).Build()).AsStrSlice()
-		if err != nil || len(kv) != 2 {
-			lost++
-			t.Logf("round %d: no response within 6s after the stall: %v", round, err)
-		}
-	}
-	if lost > 0 {
-		t.Errorf("%d of 3 requests popped just before a 3.5 s stall of Redis got no response: the pop's deadline dropped them", lost)
-	}
-}
 
-// TestLowLoadStallAfterResponsePopped: Redis hands a response to a client's
-// waiting pop and then stalls for 3.5 s: the call still gets it, rather
-// than its receiver dropping it with the pop's connection.
-func TestLowLoadStallAfterResponsePopped(t *testing.T) {
-	t.Parallel()
-	srv, rc, err := localredis.StartWithClient(localredis.Any)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rc.Close(); srv.Close() })
-	if srv.Kind == "embedded" {
-		t.Skip("needs a real Redis to stall")
-	}
-	q := newQueue(t) // no server: the test answers
-	c := newClient(t, rc, q)
-	lost := 0
-	for round := range 3 {
-		done := make(chan error, 1)
-		go func() {
-			got, err := redisrpc.Call(timeout(t, 12*time.Second), c, napper, round)
-			if err == nil && got != round {
-				err = fmt.Errorf("got %d", got)
-			}
-			done <- err
-		}()
-		ctx := timeout(t, 20*time.Second)
-		kv, err := rc.Do(ctx, rc.B().Blpop().Key(q).Timeout(5).Build()).AsStrSlice()
-		if err != nil || len(kv) != 2 {
-			t.Fatalf("round %d: no request: %v", round, err)
-		}
-		var req struct {
-			ID            string `json:"id"`
-			ResponseQueue string `json:"response_queue"`
-		}
-		if err := json.Unmarshal([]byte(kv[1]), &req); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond) // the receiver waits in Redis
-		resp := fmt.Sprintf(`{"id":%q,"return_value":%d}`, req.ID, round)
-		for i, r := range rc.DoMulti(ctx,
-			rc.B().Rpush().Key(req.ResponseQueue).Element(resp).Build(),
-			rc.B().Eval().Script(busyScript).Numkeys(0).Arg("3500").Build()) {
-			if err := r.Error(); err != nil {
-				t.Fatalf("command %d: %v", i, err)
-			}
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				lost++
-				t.Logf("round %d: %v", round, err)
-			}
-		case <-time.After(8 * time.Second):
-			lost++
-			t.Logf("round %d: no response within 8s", round)
-		}
-	}
-	if lost > 0 {
-		t.Errorf("%d of 3 calls whose response a receiver popped just before a 3.5 s stall of Redis did not get it", lost)
-	}
-}
 
 func newClient(t *testing.T, rc rueidis.Client, queue string, opts ...redisrpc.ClientOption) *redisrpc.Client {
 	c := redisrpc.NewClient(rc, queue, append([]redisrpc.ClientOption{redisrpc.WithLogger(quiet)}, opts...)...)
