@@ -504,9 +504,6 @@ func TestLowLoadAtLeastOnceServersCycle(t *testing.T) {
 	t.Logf("%d calls", next.Load())
 }
 
-
-
-
 func newClient(t *testing.T, rc rueidis.Client, queue string, opts ...redisrpc.ClientOption) *redisrpc.Client {
 	c := redisrpc.NewClient(rc, queue, append([]redisrpc.ClientOption{redisrpc.WithLogger(quiet)}, opts...)...)
 	t.Cleanup(func() { c.Close() })
