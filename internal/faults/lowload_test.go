@@ -206,14 +206,7 @@ func TestLowLoadShutdownDeliversFinished(t *testing.T) {
 				if _, err := redisrpc.Call(timeout(t, 5*time.Second), c, napper, 0); err != nil {
 					t.Fatal(err)
 				}
-				done := make(chan error, 1)
-				go func() {
-					got, err := redisrpc.Call(timeout(t, 8*time.Second), c, napper, 300)
-					if err == nil && got != 300 {
-						err = fmt.Errorf("got %d", got)
-					}
-					done <- err
-				}()
+				done := echoInBackground(t, c, napper, 300)
 				time.Sleep(time.Duration(100+round*40) * time.Millisecond)
 				if err := mux.Shutdown(timeout(t, 8*time.Second)); err != nil {
 					t.Errorf("round %d: Shutdown: %v", round, err)
@@ -298,14 +291,7 @@ func TestLowLoadStopAsHandlerEnds(t *testing.T) {
 					if _, err := redisrpc.Call(timeout(t, 5*time.Second), c, gate, 0); err != nil {
 						t.Fatal(err)
 					}
-					done := make(chan error, 1)
-					go func() {
-						got, err := redisrpc.Call(timeout(t, 8*time.Second), c, gate, 1)
-						if err == nil && got != 1 {
-							err = fmt.Errorf("got %d", got)
-						}
-						done <- err
-					}()
+					done := echoInBackground(t, c, gate, 1)
 					<-started
 					time.Sleep(time.Duration(round%4) * 150 * time.Millisecond) // vary the pops' phase
 					close(release)
@@ -502,6 +488,20 @@ func TestLowLoadAtLeastOnceServersCycle(t *testing.T) {
 		return true
 	})
 	t.Logf("%d calls", next.Load())
+}
+
+// echoInBackground calls ep with x, within 8 s, from a goroutine, and sends
+// the call's error, or a wrong answer's, on the channel it returns.
+func echoInBackground(t *testing.T, c *redisrpc.Client, ep redisrpc.Endpoint[int, int], x int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		got, err := redisrpc.Call(timeout(t, 8*time.Second), c, ep, x)
+		if err == nil && got != x {
+			err = fmt.Errorf("got %d", got)
+		}
+		done <- err
+	}()
+	return done
 }
 
 func newClient(t *testing.T, rc rueidis.Client, queue string, opts ...redisrpc.ClientOption) *redisrpc.Client {
