@@ -140,6 +140,18 @@ func Inbox(queue, id string) string { return Tag(queue) + ":inbox:" + id }
 // list that were given back after their server stopped before answering.
 func Deliveries(list string) string { return Tag(list) + ":deliveries" }
 
+// Answered is the key under which a server that keeps answers (WithDedupe)
+// keeps the response to the request taken from list with response queue
+// rq and id: in list's slot, and one of its own for each pair, since rq's
+// length comes first. AnsweredPrefix(list) + the rest is the same key, for
+// scripts.
+func Answered(list, rq, id string) string {
+	return AnsweredPrefix(list) + strconv.Itoa(len(rq)) + ":" + rq + id
+}
+
+// AnsweredPrefix is what every Answered key of list starts with.
+func AnsweredPrefix(list string) string { return Tag(list) + ":answered:" }
+
 // Dead is the list of dead letters of list: requests delivered too often.
 func Dead(list string) string { return Tag(list) + ":dead" }
 

@@ -20,20 +20,23 @@ import (
 // Info is what a server publishes about itself. Its JSON is part of the
 // protocol (docs/protocol.md).
 type Info struct {
-	ID          string     `json:"id"`
-	Queue       string     `json:"queue"`
-	Host        string     `json:"host"`
-	PID         int        `json:"pid"`
-	Started     int64      `json:"started"` // Unix ms
-	Version     string     `json:"version"` // of the library
-	Mode        string     `json:"mode"`    // "at-most-once" or "at-least-once"
-	Concurrency int        `json:"concurrency"`
-	Shards      int        `json:"shards"`
-	MaxMessage  int        `json:"max_message"`
-	HeartbeatMS int64      `json:"heartbeat_ms"`
-	Functions   []Function `json:"functions"`
-	Stats       Stats      `json:"stats"`
-	Updated     int64      `json:"updated"` // Unix ms of this beat
+	ID          string `json:"id"`
+	Queue       string `json:"queue"`
+	Host        string `json:"host"`
+	PID         int    `json:"pid"`
+	Started     int64  `json:"started"` // Unix ms
+	Version     string `json:"version"` // of the library
+	Mode        string `json:"mode"`    // "at-most-once" or "at-least-once"
+	Concurrency int    `json:"concurrency"`
+	Shards      int    `json:"shards"`
+	MaxMessage  int    `json:"max_message"`
+	HeartbeatMS int64  `json:"heartbeat_ms"`
+	// DedupeMS is how long the server keeps each answer to find the
+	// requests sent again (WithDedupe); 0 where it keeps none.
+	DedupeMS  int64      `json:"dedupe_ms,omitempty"`
+	Functions []Function `json:"functions"`
+	Stats     Stats      `json:"stats"`
+	Updated   int64      `json:"updated"` // Unix ms of this beat
 }
 
 // Function is a function a server serves, with its Go types.

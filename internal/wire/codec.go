@@ -51,6 +51,9 @@ func RequestSize(r *Request) int {
 	if r.Sent != 0 {
 		n += len(`,"sent":`) + intLen(r.Sent)
 	}
+	if r.Attempt > 1 {
+		n += len(`,"attempt":`) + intLen(int64(r.Attempt))
+	}
 	return n
 }
 
@@ -85,6 +88,9 @@ func AppendRequest(b []byte, r *Request) []byte {
 	}
 	if r.Sent != 0 {
 		b = strconv.AppendInt(append(b, `,"sent":`...), r.Sent, 10)
+	}
+	if r.Attempt > 1 {
+		b = strconv.AppendInt(append(b, `,"attempt":`...), int64(r.Attempt), 10)
 	}
 	return append(b, '}')
 }
@@ -132,6 +138,8 @@ func DecodeRequest(msg string) (r Request, err error) {
 			return decodeMillis(value, &r.Deadline, errBadDeadline)
 		case `"sent"`:
 			return decodeMillis(value, &r.Sent, errBadSent)
+		case `"attempt"`:
+			return decodeAttempt(value, &r.Attempt)
 		case `"meta"`:
 			if string(value) != "null" {
 				var meta map[string]string // not r.Meta, which would put r on the heap
@@ -248,6 +256,23 @@ func decodeMillis(raw []byte, dst *int64, bad error) error {
 	return nil
 }
 
+// MaxAttempt bounds a request's attempt member.
+const MaxAttempt = 1000
+
+// decodeAttempt decodes a request's attempt: a whole number from 1 to
+// MaxAttempt, or null.
+func decodeAttempt(raw []byte, dst *int) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	n, err := strconv.Atoi(string(raw))
+	if err != nil || n < 1 || n > MaxAttempt {
+		return errBadAttempt
+	}
+	*dst = n
+	return nil
+}
+
 // Deadline returns t as a request's deadline: Unix milliseconds, at least 1
 // and at most MaxDeadline.
 func Deadline(t time.Time) int64 {
@@ -260,6 +285,7 @@ func Deadline(t time.Time) int64 {
 var (
 	errBadDeadline = fmt.Errorf("%w: deadline is not a time in Unix milliseconds from 1 to 2^53-1", ErrMalformed)
 	errBadSent     = fmt.Errorf("%w: sent is not a time in Unix milliseconds from 1 to 2^53-1", ErrMalformed)
+	errBadAttempt  = fmt.Errorf("%w: attempt is not a whole number from 1 to %d", ErrMalformed, MaxAttempt)
 )
 
 // appendString appends s as a JSON string.

@@ -18,6 +18,9 @@ type Request struct {
 	Deadline      int64             `json:"deadline,omitempty"` // Unix milliseconds
 	Meta          map[string]string `json:"meta,omitempty"`
 	Sent          int64             `json:"sent,omitempty"` // Unix milliseconds, the client's clock
+	// Attempt numbers the sends of one call, from 1; a server that keeps
+	// answers (WithDedupe) looks up those of requests sent again (2 and up).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // FunctionCall names the function and carries its arguments as raw JSON:
