@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -19,6 +20,15 @@ import (
 type Item struct {
 	Key, Value, ID string
 	AckList, Ack   string
+	// Keep, when set, is where Value is also written, for KeepTTL, in the transaction that pushes it and removes its Ack:
+	// the answer a server keeps (WithDedupe). It is in AckList's slot.
+	Keep    string
+	KeepTTL time.Duration
+	// Until, when set, is how long a push that fails is tried again, with
+	// back-off: the answer to a request stays owed while its caller waits.
+	Until time.Time
+	// Sent, when set, is set once Redis took the push.
+	Sent *atomic.Bool
 }
 
 // PusherConfig configures a Pusher.
@@ -66,6 +76,13 @@ type Pusher struct {
 	groups []group
 	cmds   rueidis.Commands
 	values []string
+
+	// Items whose push failed, to be tried again (Item.Until), under mu:
+	// resent by a timer's goroutine after backoff.
+	retry     []Item
+	retryAt   *time.Timer
+	resending bool         // a timer's goroutine is sending
+	backoff   atomic.Int64 // ns: the wait before the next try
 }
 
 const (
@@ -114,8 +131,100 @@ func (p *Pusher) Stop() {
 	}
 	p.stopped = true
 	p.queued = nil
+	dropped := p.takeRetries()
 	p.mu.Unlock()
+	p.settleAll(dropped)
 	p.drains.Wait()
+}
+
+// takeRetries stops the retry timer and returns the items it would have
+// tried again. p.mu must be held.
+func (p *Pusher) takeRetries() []Item {
+	if p.retryAt != nil {
+		p.retryAt.Stop()
+		p.retryAt = nil
+	}
+	items := p.retry
+	p.retry = nil
+	return items
+}
+
+func (p *Pusher) settleAll(items []Item) {
+	for _, it := range items {
+		p.settled(it)
+	}
+}
+
+// FlushRetries waits until no failed push waits to be tried again, or until
+// ctx ends, when it gives up on those that wait: they are settled unsent.
+// It reports how many it gave up on.
+func (p *Pusher) FlushRetries(ctx context.Context) int {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		if len(p.retry) == 0 && p.retryAt == nil && !p.resending {
+			p.mu.Unlock()
+			return 0
+		}
+		p.mu.Unlock()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			p.mu.Lock()
+			dropped := p.takeRetries()
+			p.mu.Unlock()
+			p.settleAll(dropped)
+			return len(dropped)
+		}
+	}
+}
+
+// again keeps the items of a failed push that are to be tried again, and
+// returns the others. It starts the timer that resends them.
+func (p *Pusher) again(items []Item) (final []Item) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	backoff := min(max(2*time.Duration(p.backoff.Load()), 50*time.Millisecond), maxRetryBackoff)
+	p.backoff.Store(int64(backoff))
+	next := time.Now().Add(backoff)
+	for _, it := range items {
+		if p.stopped || it.Until.IsZero() || !next.Before(it.Until) {
+			final = append(final, it)
+			continue
+		}
+		p.retry = append(p.retry, it)
+	}
+	if len(p.retry) > 0 && p.retryAt == nil {
+		p.retryAt = time.AfterFunc(backoff, p.resend)
+	}
+	return final
+}
+
+// maxRetryBackoff bounds the wait between tries of a failed push.
+const maxRetryBackoff = time.Second
+
+// resend queues the items to try again, and sends them unless a batch is
+// being sent already, which then sends them.
+func (p *Pusher) resend() {
+	p.mu.Lock()
+	if p.retryAt == nil { // Stop or FlushRetries took them
+		p.mu.Unlock()
+		return
+	}
+	p.retryAt = nil
+	p.queued = append(p.queued, p.retry...)
+	p.retry = nil
+	if p.busy || len(p.queued) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	p.busy, p.resending = true, true
+	p.mu.Unlock()
+	p.send(-1)
+	p.mu.Lock()
+	p.resending = false
+	p.mu.Unlock()
 }
 
 // drain makes a goroutine send until nothing is queued. p.mu must be held.
@@ -312,7 +421,7 @@ func (p *Pusher) writeTransactions(ctx context.Context, groups []group) {
 func (p *Pusher) writeAtomic(ctx context.Context, groups []group) {
 	n := 0
 	for _, g := range groups {
-		n += 4 + len(g.items)
+		n += 4 + 2*len(g.items)
 	}
 	cmds := make(rueidis.Commands, 0, n)
 	execs := make([]int, len(groups)) // the index of each group's EXEC
@@ -327,6 +436,9 @@ func (p *Pusher) writeAtomic(ctx context.Context, groups []group) {
 		}
 		for _, it := range g.items {
 			cmds = append(cmds, p.rc.B().Lrem().Key(g.ackList).Count(1).Element(it.Ack).Build())
+			if it.Keep != "" {
+				cmds = append(cmds, p.rc.B().Set().Key(it.Keep).Value(it.Value).Px(it.KeepTTL).Build())
+			}
 		}
 		execs[i] = len(cmds)
 		cmds = append(cmds, p.rc.B().Exec().Build())
@@ -343,9 +455,22 @@ func (p *Pusher) writeAtomic(ctx context.Context, groups []group) {
 	}
 }
 
+// markSent sets the Sent flags of items pushed.
+func markSent(items []Item) {
+	for _, it := range items {
+		if it.Sent != nil {
+			it.Sent.Store(true)
+		}
+	}
+}
+
 // writePlain pushes groups with RPUSH (and EXPIRE), then removes the
 // requests they answer from their processing lists.
 func (p *Pusher) writePlain(ctx context.Context, groups []group) {
+	groups = p.keepFirst(ctx, groups)
+	if len(groups) == 0 {
+		return
+	}
 	cmds := p.cmds[:0]
 	for _, g := range groups {
 		values := p.values[:0]
@@ -374,6 +499,7 @@ func (p *Pusher) writePlain(ctx context.Context, groups []group) {
 			p.done(g.items, err, false)
 			continue
 		}
+		markSent(g.items)
 		p.done(nil, nil, false)
 		for _, it := range g.items {
 			if it.Ack != "" {
@@ -398,18 +524,69 @@ func (p *Pusher) writePlain(ctx context.Context, groups []group) {
 	}
 }
 
+// keepFirst writes the kept answers of groups' items (Item.Keep) before
+// their pushes, where they cannot go in one transaction, so that a request
+// whose answer went out is answered from what was kept if it comes back
+// before its removal. It returns the groups without the items whose answer
+// could not be kept, which failed.
+func (p *Pusher) keepFirst(ctx context.Context, groups []group) []group {
+	var cmds rueidis.Commands
+	for _, g := range groups {
+		for _, it := range g.items {
+			if it.Keep != "" {
+				cmds = append(cmds, p.rc.B().Set().Key(it.Keep).Value(it.Value).Px(it.KeepTTL).Build())
+			}
+		}
+	}
+	if len(cmds) == 0 {
+		return groups
+	}
+	res := p.rc.DoMulti(ctx, cmds...)
+	out := groups[:0]
+	i := 0
+	for _, g := range groups {
+		var kept, failed []Item
+		var err error
+		for _, it := range g.items {
+			if it.Keep == "" {
+				kept = append(kept, it)
+				continue
+			}
+			if e := res[i].Error(); e != nil {
+				failed, err = append(failed, it), e
+			} else {
+				kept = append(kept, it)
+			}
+			i++
+		}
+		if len(failed) > 0 {
+			p.done(failed, err, true)
+		}
+		if len(kept) > 0 {
+			g.items = kept
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 // done reports a group's push: on err, its items failed; with settled, their
 // Acks are settled too (pushed, or not, with them).
 func (p *Pusher) done(items []Item, err error, settled bool) {
+	if err != nil && p.cfg.OnError != nil {
+		p.cfg.OnError(items, err)
+	}
+	if err != nil {
+		items = p.again(items) // those to try again are not settled
+	} else if markSent(items); p.backoff.Load() != 0 {
+		p.backoff.Store(0)
+	}
 	if settled || err != nil {
 		for _, it := range items {
 			p.settled(it)
 		}
 	}
-	switch {
-	case err != nil && p.cfg.OnError != nil:
-		p.cfg.OnError(items, err)
-	case err == nil && p.cfg.OnSent != nil:
+	if err == nil && p.cfg.OnSent != nil {
 		p.cfg.OnSent()
 	}
 }
