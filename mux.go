@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/registry"
 	"github.com/redisrpc/redisrpc/internal/server"
 	"github.com/redisrpc/redisrpc/internal/stats"
@@ -29,6 +30,7 @@ type muxConfig struct {
 	heartbeat     time.Duration
 	maxDeliveries int
 	redact        bool
+	dedupe        time.Duration // 0: off; < 0: the default window
 }
 
 type muxOption func(*muxConfig)
@@ -78,6 +80,39 @@ func WithMaxDeliveries(n int) MuxOption {
 	return muxOption(func(c *muxConfig) { c.maxDeliveries = max(n, 0) })
 }
 
+// WithDedupe makes a Mux answer each request once, by its caller and id:
+// it delivers at least once (WithAtLeastOnce), and keeps each answer for
+// window, written in the same transaction as the answer and the removal of
+// its request, so that a request that comes back after it was answered, as
+// a Client's retry (WithRetries), the resend of a call whose response Redis
+// lost, a request given back after its removal was lost, or a dead letter
+// requeued, is answered from what was kept and not run again. An answer is
+// kept until the request's deadline where that is later, since no request
+// runs past its deadline, and never longer than a day.
+//
+// The default window, for values of 0 or less, is twice the heartbeat and
+// 10 s more (30 s by default): the longest a request answered can take to
+// come back by itself, when its server dies after answering and before the
+// removal (only possible on Redis Cluster, where the two cannot be one
+// transaction on shards other than the queue), since live servers give back
+// a dead server's requests within a heartbeat and a third of its lease
+// running out, and a pop may still land in its processing list for 10 s.
+//
+// What it does not cover: a server that dies, or stops answering Redis for
+// longer than its heartbeat, while a handler runs. Its request is given back
+// and runs again, as the answer was never written; handlers whose effect
+// must happen once still need their own guard for that case. Answers that
+// ask to try again (CodeUnavailable) are not kept.
+func WithDedupe(window time.Duration) MuxOption {
+	return muxOption(func(c *muxConfig) {
+		c.atLeastOnce = true
+		c.dedupe = window
+		if window <= 0 {
+			c.dedupe = -1
+		}
+	})
+}
+
 // WithRedactedErrors makes a Mux answer handler errors that are not an
 // *Error with CodeInternal and the message "internal error", and log their
 // text instead, so that internal details do not reach callers. By default
@@ -120,6 +155,9 @@ func NewMux(rc rueidis.Client, queue string, opts ...MuxOption) *Mux {
 	for _, o := range opts {
 		o.applyToMux(&cfg)
 	}
+	if cfg.dedupe < 0 {
+		cfg.dedupe = 2*cfg.heartbeat + lists.LeaseGrace
+	}
 	m := &Mux{queue: queue, cfg: cfg}
 	if len(cfg.interceptors) > 0 {
 		m.intercept = chain(cfg.interceptors, nil)
@@ -134,6 +172,7 @@ func NewMux(rc rueidis.Client, queue string, opts ...MuxOption) *Mux {
 		Lease:         cfg.heartbeat,
 		Reliable:      cfg.atLeastOnce,
 		MaxDeliveries: cfg.maxDeliveries,
+		Dedupe:        cfg.dedupe,
 		Logger:        cfg.logger,
 		Info:          m.info,
 	}, m.invoke)
@@ -411,7 +450,7 @@ func (m *Mux) invoke(ctx context.Context, req *wire.Request) wire.Response {
 // run runs handler h of req, or fails with missing.
 func (m *Mux) run(ctx context.Context, req *wire.Request, h *handler, missing error) wire.Response {
 	hc := &handlerContext{Context: ctx, info: CallInfo{
-		Side: SideServer, Queue: m.queue, Function: req.FunctionCall.Name, ID: req.ID, Meta: req.Meta,
+		Side: SideServer, Queue: m.queue, Function: req.FunctionCall.Name, ID: req.ID, Meta: req.Meta, Attempts: max(req.Attempt, 1),
 	}}
 	if req.Deadline != 0 {
 		hc.info.Deadline = time.UnixMilli(req.Deadline)

@@ -38,7 +38,9 @@ return out`)
 
 // redeliver is Lua that scripts which give requests back share: it puts msg
 // back at the head of the list, or, once it was delivered max times, into the
-// dead letters, capped at cap, and then reports false. Deliveries are counted
+// dead letters, capped at cap, and then reports false; or, where the list's
+// servers keep answers (WithDedupe: prefix is keys.AnsweredPrefix) and one
+// is kept for msg, it drops msg, answered already, and reports nil. Deliveries are counted
 // by the SHA-1 of the request, in a hash that expires a day after the last.
 //
 // A dead letter's answered member says whether its caller may have been told
@@ -58,8 +60,21 @@ local function answered(msg, now)
   local deadline = req['deadline']
   return type(deadline) ~= 'number' or deadline == 0 or deadline > now - 5000
 end
-local function redeliver(list, deliveries, dead, msg, max, cap, why, server, now)
+local function kept(prefix, msg)
+  if prefix == '' then return false end
+  local ok, req = pcall(cjson.decode, msg)
+  if not ok or type(req) ~= 'table' then return false end
+  local rq, id = req['response_queue'], req['id']
+  if type(rq) ~= 'string' then return false end
+  if type(id) ~= 'string' then id = '' end
+  return redis.call('EXISTS', prefix .. #rq .. ':' .. rq .. id) == 1
+end
+local function redeliver(list, deliveries, dead, msg, max, cap, why, server, now, prefix)
   local h = redis.sha1hex(msg)
+  if kept(prefix, msg) then
+    redis.call('HDEL', deliveries, h)
+    return nil
+  end
   local n = redis.call('HINCRBY', deliveries, h, 1)
   redis.call('PEXPIRE', deliveries, 86400000)
   if n >= max then
@@ -85,7 +100,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 //	KEYS[1] the list, KEYS[2] the server's processing list, KEYS[3] the
 //	lease set, KEYS[4] the deliveries, KEYS[5] the dead letters; ARGV[1]
 //	the server's id, ARGV[2] grace in ms, ARGV[3] deliveries at most,
-//	ARGV[4] the dead letters' cap, ARGV[5] why a request is a dead letter
+//	ARGV[4] the dead letters' cap, ARGV[5] why a request is a dead letter,
+//	ARGV[6] the prefix of kept answers, or ""
 var rescueScript = rueidis.NewLuaScript(redeliver + `
 local until_ = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if until_ and tonumber(until_) > now then return {-1} end
@@ -93,9 +109,10 @@ local out = {0}
 while true do
   local msg = redis.call('RPOP', KEYS[2])
   if not msg then break end
-  if redeliver(KEYS[1], KEYS[4], KEYS[5], msg, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[1], now) then
+  local back = redeliver(KEYS[1], KEYS[4], KEYS[5], msg, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[1], now, ARGV[6])
+  if back then
     out[1] = out[1] + 1
-  else
+  elseif back == false then
     table.insert(out, msg)
   end
 end
@@ -110,15 +127,16 @@ return out`)
 // returns how many it put back, then the dead letters.
 //
 //	KEYS as rescueScript's, but the lease set; ARGV[1] the server's id,
-//	ARGV[2] deliveries at most, ARGV[3] the cap, ARGV[4] why; ARGV[5...]
-//	the requests, oldest first
+//	ARGV[2] deliveries at most, ARGV[3] the cap, ARGV[4] why, ARGV[5] the
+//	prefix of kept answers, or ""; ARGV[6...] the requests, oldest first
 var strandedScript = rueidis.NewLuaScript(redeliver + `
 local out = {0}
-for i = #ARGV, 5, -1 do
+for i = #ARGV, 6, -1 do
   if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then
-    if redeliver(KEYS[1], KEYS[3], KEYS[4], ARGV[i], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[1], now) then
+    local back = redeliver(KEYS[1], KEYS[3], KEYS[4], ARGV[i], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[1], now, ARGV[5])
+    if back then
       out[1] = out[1] + 1
-    else
+    elseif back == false then
       table.insert(out, ARGV[i])
     end
   end
@@ -186,25 +204,30 @@ func renew(ctx context.Context, rc rueidis.Client, leases, id string, ttl time.D
 
 // Redelivery says when a request given back becomes a dead letter.
 type Redelivery struct {
-	Max int // deliveries at most; 0 for no limit
-	Cap int // dead letters kept
+	Max    int  // deliveries at most; 0 for no limit
+	Cap    int  // dead letters kept
+	Dedupe bool // the servers keep answers: a request answered is not given back
 }
 
 // whyDead is the reason written in every dead letter.
 const whyDead = "delivered as often as allowed (WithMaxDeliveries), and each server that took it stopped before answering"
 
-func (d Redelivery) args() []string {
+func (d Redelivery) args(list string) []string {
 	limit := d.Max
 	if limit <= 0 {
 		limit = 1 << 30
 	}
-	return []string{strconv.Itoa(limit), strconv.Itoa(max(d.Cap, 1)), whyDead}
+	prefix := ""
+	if d.Dedupe {
+		prefix = keys.AnsweredPrefix(list)
+	}
+	return []string{strconv.Itoa(limit), strconv.Itoa(max(d.Cap, 1)), whyDead, prefix}
 }
 
 // rescue gives back the requests of the server id whose lease ran out and
 // returns how many it put back and those that became dead letters.
 func rescue(ctx context.Context, rc rueidis.Client, list, processing, leases, id string, d Redelivery) (int64, []string, error) {
-	args := append([]string{id, strconv.FormatInt(LeaseGrace.Milliseconds(), 10)}, d.args()...)
+	args := append([]string{id, strconv.FormatInt(LeaseGrace.Milliseconds(), 10)}, d.args(list)...)
 	vs, err := rescueScript.Exec(ctx, rc, []string{list, processing, leases, keys.Deliveries(list), keys.Dead(list)}, args).ToArray()
 	return counted(vs, err)
 }

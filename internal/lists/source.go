@@ -65,11 +65,11 @@ const wakeToken = "\x00redisrpc:wake"
 
 // Beat is what one beat of a Source did.
 type Beat struct {
-	Rescued  int64    // requests of servers whose lease ran out, given back
-	Stranded int64    // requests of this server that nothing held, given back
-	Dead     []string // requests given back too often, now dead letters
-	Lapsed   bool     // this server's lease had run out before the beat renewed it
-	Held     bool     // the lease on the queue itself, where clients look, was renewed
+	Rescued  int64 // requests of servers whose lease ran out, given back
+	Stranded int64 // requests of this server that nothing held, given back
+	Dead     []Msg // requests given back too often, now dead letters
+	Lapsed   bool  // this server's lease had run out before the beat renewed it
+	Held     bool  // the lease on the queue itself, where clients look, was renewed
 }
 
 // NewSource returns the source of queue over shards lists (keys.Shards) for
@@ -224,6 +224,15 @@ func (s *Source) Ack(m Msg) (list, ack string) {
 	return s.lists[m.list].processing, m.Body
 }
 
+// Kept returns the key under which the answer to m, a request with response
+// queue rq and id, is kept (WithDedupe), or "" for a request of the inbox.
+func (s *Source) Kept(m Msg, rq, id string) string {
+	if m.inbox {
+		return ""
+	}
+	return keys.Answered(s.lists[m.list].name, rq, id)
+}
+
 // Settled tells s that the request ack of the processing list list, from
 // Ack, was removed, or could not be answered or removed: s holds it no more,
 // and a beat gives it back if it is still there.
@@ -299,7 +308,7 @@ func (s *Source) Beat(ctx context.Context) (Beat, error) {
 		for _, id := range expired {
 			n, dead, err := rescue(ctx, s.rc, l.name, keys.Processing(l.name, id), l.leases, id, s.redelivery)
 			b.Rescued += n
-			b.Dead = append(b.Dead, dead...)
+			b.Dead = appendMsgs(b.Dead, dead, i)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("giving back the requests of server %s on %s: %w", id, l.name, err))
 			}
@@ -313,10 +322,10 @@ func (s *Source) Beat(ctx context.Context) (Beat, error) {
 			continue
 		}
 		if stranded := l.held.stranded(content, now, MaxPopWait); len(stranded) > 0 {
-			args := append(append([]string{s.id}, s.redelivery.args()...), stranded...)
+			args := append(append([]string{s.id}, s.redelivery.args(l.name)...), stranded...)
 			n, dead, err := counted(strandedScript.Exec(ctx, s.rc, []string{l.name, l.processing, keys.Deliveries(l.name), keys.Dead(l.name)}, args).ToArray())
 			b.Stranded += n
-			b.Dead = append(b.Dead, dead...)
+			b.Dead = appendMsgs(b.Dead, dead, i)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("giving back stranded requests on %s: %w", l.name, err))
 			}
@@ -348,6 +357,13 @@ func (s *Source) Leave(ctx context.Context) error {
 		errs = append(errs, s.rc.Do(ctx, s.rc.B().Del().Key(k).Build()).Error())
 	}
 	return errors.Join(errs...)
+}
+
+func appendMsgs(dst []Msg, bodies []string, list int) []Msg {
+	for _, b := range bodies {
+		dst = append(dst, Msg{Body: b, list: list})
+	}
+	return dst
 }
 
 // FirstErr returns the first error among the results of a pipeline, or nil.

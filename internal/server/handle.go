@@ -107,6 +107,9 @@ func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
 	if !ok {
 		return
 	}
+	if req.Attempt > 1 && r.s.dedupe() && r.answeredBefore(job, &req) {
+		return
+	}
 	w.begin(job, &req, time.Now())
 	ctx := base
 	if req.Deadline != 0 {
@@ -119,12 +122,48 @@ func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
 	defer func() {
 		if !returned { // the handler called runtime.Goexit, which ends this goroutine
 			r.s.log.Error("redisrpc: a handler exited without returning (runtime.Goexit)", "queue", r.s.cfg.Queue, "function", req.FunctionCall.Name)
-			r.settle(ctx, w, job, req.ResponseQueue, wire.Failure(req.ID, wire.CodeInternal, "the handler of "+req.FunctionCall.Name+" exited without returning"))
+			r.settle(ctx, w, job, &req, wire.Failure(req.ID, wire.CodeInternal, "the handler of "+req.FunctionCall.Name+" exited without returning"))
 		}
 	}()
 	resp := r.call(ctx, &req)
 	returned = true
-	r.settle(ctx, w, job, req.ResponseQueue, resp)
+	r.settle(ctx, w, job, &req, resp)
+}
+
+// answeredBefore looks for the kept answer to req, sent again by its
+// client, and reports whether req is settled without running: answered
+// from it, or, where Redis could not say, left in the processing list for
+// a beat to give back (Source.Beat), to be looked up again.
+func (r *run) answeredBefore(job lists.Msg, req *wire.Request) bool {
+	key := r.s.source.Kept(job, req.ResponseQueue, req.ID)
+	if key == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+	defer cancel()
+	kept, err := r.s.rc.Do(ctx, r.s.rc.B().Get().Key(key).Build()).ToString()
+	switch {
+	case rueidis.IsRedisNil(err):
+		return false
+	case err != nil:
+		r.s.taking.Fail(err)
+		list, ack := r.s.source.Ack(job)
+		r.s.source.Settled(list, ack)
+		return true
+	}
+	it := lists.Item{Key: req.ResponseQueue, Value: kept, Until: r.until(req)}
+	it.AckList, it.Ack = r.s.source.Ack(job)
+	r.s.pusher.Push(it)
+	return true
+}
+
+// until is how long the answer to req is owed: to its deadline, or a
+// minute where it has none.
+func (r *run) until(req *wire.Request) time.Time {
+	if req.Deadline != 0 {
+		return time.UnixMilli(req.Deadline)
+	}
+	return time.Now().Add(time.Minute)
 }
 
 // call runs the handler of req, turning a panic into an internal error.
@@ -146,15 +185,28 @@ func CutOff(ctx context.Context) bool { return errors.Is(context.Cause(ctx), err
 // settle sends resp unless a stop abandoned the request. At least once, a
 // handler that a stop cut off and that answered CodeUnavailable is not
 // answered: its request goes back to the queue for another server.
-func (r *run) settle(ctx context.Context, w *worker, job lists.Msg, reply string, resp wire.Response) {
+func (r *run) settle(ctx context.Context, w *worker, job lists.Msg, req *wire.Request, resp wire.Response) {
 	if !w.end() {
 		return
 	}
-	if r.s.cfg.Reliable && resp.Failed() && resp.Code == wire.CodeUnavailable && CutOff(ctx) {
+	unavailable := resp.Failed() && resp.Code == wire.CodeUnavailable
+	if r.s.cfg.Reliable && unavailable && CutOff(ctx) {
 		r.giveBack([]lists.Msg{job})
 		return
 	}
-	r.respond(reply, resp, job)
+	if !r.s.cfg.Reliable {
+		r.respond(req.ResponseQueue, resp, job)
+		return
+	}
+	// At least once the answer is owed until the caller stops waiting: a
+	// push that fails is tried again, and the request stays held meanwhile.
+	it := r.item(req.ResponseQueue, resp, job)
+	it.Until = r.until(req)
+	if r.s.dedupe() && !unavailable {
+		// An answer that says to try again is not kept: the retry must run.
+		it.Keep, it.KeepTTL = r.s.source.Kept(job, req.ResponseQueue, req.ID), r.s.keepFor(req)
+	}
+	r.s.pusher.Push(it)
 }
 
 // decode decodes job, and answers or drops it where it cannot be run.
@@ -222,8 +274,14 @@ func (r *run) drop(job lists.Msg) {
 // RPUSH per list, with one EXPIRE, pipelined by rueidis with other traffic.
 // At least once, the request leaves its processing list after.
 func (r *run) respond(key string, resp wire.Response, job lists.Msg) {
+	r.s.pusher.Push(r.item(key, resp, job))
+}
+
+// item is the push of resp to the list key, which removes job from its
+// processing list, if any.
+func (r *run) item(key string, resp wire.Response, job lists.Msg) lists.Item {
 	body := wire.AppendResponse(make([]byte, 0, 48+len(resp.ID)+len(resp.ReturnValue)+len(resp.Exception)), &resp)
 	it := lists.Item{Key: key, Value: rueidis.BinaryString(body)}
 	it.AckList, it.Ack = r.s.source.Ack(job)
-	r.s.pusher.Push(it)
+	return it
 }

@@ -38,7 +38,11 @@ type Config struct {
 	// MaxDeliveries is how often, at least once, a request may be delivered
 	// before it goes to the dead letters instead; 0 for no limit.
 	MaxDeliveries int
-	Logger        *slog.Logger
+	// Dedupe, at least once, is how long the server keeps each answer, so
+	// that a request answered already is answered from it and not run
+	// again: given back, or sent again by its client. 0 keeps none.
+	Dedupe time.Duration
+	Logger *slog.Logger
 	// Info, if set, gives what the server publishes in the registry at each
 	// beat; the server fills in what it knows itself.
 	Info func() registry.Info
@@ -104,7 +108,7 @@ func (s *Server) Counts() (pops, taken, inFlight int64) {
 func New(rc rueidis.Client, cfg Config, invoke Invoke) *Server {
 	s := &Server{rc: rc, cfg: cfg, invoke: invoke, log: cfg.Logger, ready: make(chan struct{})}
 	s.source = lists.NewSource(rc, cfg.Queue, cfg.Shards, cfg.ID, cfg.Lease, cfg.Reliable,
-		lists.Redelivery{Max: cfg.MaxDeliveries, Cap: DeadLetters})
+		lists.Redelivery{Max: cfg.MaxDeliveries, Cap: DeadLetters, Dedupe: cfg.Reliable && cfg.Dedupe > 0})
 	s.taking = outage.New(cfg.Logger, "redisrpc: taking requests", "queue", cfg.Queue)
 	s.beating = outage.New(cfg.Logger, "redisrpc: heartbeat", "queue", cfg.Queue)
 	s.pushing = outage.New(cfg.Logger, "redisrpc: sending responses", "queue", cfg.Queue)
@@ -222,6 +226,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	r.mu.Unlock()
 	r.drain()
 	s.pusher.Wait()
+	// Answers whose push failed are tried again while their callers wait,
+	// but a stop waits for them only as long as for its other commands:
+	// those it gives up on stay in the processing list, given back below.
+	flush, cancelFlush := r.stopContext()
+	if n := s.pusher.FlushRetries(flush); n > 0 {
+		s.log.Error("redisrpc: stopped with answers Redis did not take; their requests go back to the queue and run again",
+			"queue", s.cfg.Queue, "answers", n)
+	}
+	cancelFlush()
 	r.waking.Wait()
 	stopBeating(r.stopContext) // only now: Shutdown returns after this server has left
 	if err := ctx.Err(); err != nil {
@@ -336,23 +349,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // called, which then gives back what is left in its processing lists and
 // ends its leases, within the context leaving returns.
 func (s *Server) startBeating() (stop func(leaving func() (context.Context, context.CancelFunc))) {
-	registered := func() {
-		if s.beat() {
+	registered := func() bool {
+		ok := s.beat()
+		if ok {
 			s.readyOnce.Do(func() { close(s.ready) })
 		}
+		return ok
 	}
-	registered()
+	ok := registered()
 	done, beating := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(beating)
-		t := time.NewTicker(s.cfg.Lease / 3)
+		// A beat that fails is tried again soon, so that a short outage of
+		// Redis at the time of a beat does not let the lease run out.
+		every, backoff := s.cfg.Lease/3, time.Duration(0)
+		next := func(ok bool) time.Duration {
+			if ok {
+				backoff = 0
+				return every
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), every)
+			return backoff
+		}
+		t := time.NewTimer(next(ok))
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				registered()
+				t.Reset(next(registered()))
 			}
 		}
 	}()
@@ -380,9 +406,9 @@ const DeadLetters = 1000
 
 // answerDead answers the callers of requests that became dead letters with
 // CodeInternal, where they still wait and name a valid response queue.
-func (s *Server) answerDead(msgs []string) {
-	for _, msg := range msgs {
-		req, err := wire.DecodeRequest(msg)
+func (s *Server) answerDead(msgs []lists.Msg) {
+	for _, m := range msgs {
+		req, err := wire.DecodeRequest(m.Body)
 		if err != nil || !wire.ValidResponseQueue(s.cfg.Queue, req.ResponseQueue) ||
 			req.Deadline != 0 && !time.Now().Before(time.UnixMilli(req.Deadline)) {
 			continue
@@ -390,7 +416,12 @@ func (s *Server) answerDead(msgs []string) {
 		why := fmt.Sprintf("%s was delivered %d times and each server that took it stopped before answering; it is in the dead letters of %s",
 			req.FunctionCall.Name, s.cfg.MaxDeliveries, s.cfg.Queue)
 		resp := wire.Failure(req.ID, wire.CodeInternal, why)
-		s.pusher.Push(lists.Item{Key: req.ResponseQueue, Value: string(wire.AppendResponse(nil, &resp))})
+		it := lists.Item{Key: req.ResponseQueue, Value: string(wire.AppendResponse(nil, &resp))}
+		if s.dedupe() {
+			// Kept, so that a requeue of the dead letter is answered, not run.
+			it.Keep, it.KeepTTL = s.source.Kept(m, req.ResponseQueue, req.ID), s.keepFor(&req)
+		}
+		s.pusher.Push(it)
 	}
 }
 
@@ -404,12 +435,30 @@ func (s *Server) publish(ctx context.Context) error {
 	}
 	info.Concurrency, info.Shards, info.MaxMessage = s.cfg.Concurrency, s.cfg.Shards, s.cfg.MaxMessage
 	info.HeartbeatMS = s.cfg.Lease.Milliseconds()
+	if s.dedupe() {
+		info.DedupeMS = s.cfg.Dedupe.Milliseconds()
+	}
 	info.Stats.Pops, info.Stats.Taken, info.Stats.InFlight = s.Counts()
 	info.Updated = time.Now().UnixMilli()
 	return registry.Publish(ctx, s.rc, &info, s.cfg.Lease)
 }
 
 var host, _ = os.Hostname()
+
+// dedupe reports whether the server keeps answers.
+func (s *Server) dedupe() bool { return s.cfg.Reliable && s.cfg.Dedupe > 0 }
+
+// keepFor is how long the answer to req is kept: the window, or until the
+// request's deadline where that is later (a server runs no request past its
+// deadline, so none can come back to run after it), plus a second for the
+// servers' clocks; at most a day.
+func (s *Server) keepFor(req *wire.Request) time.Duration {
+	d := s.cfg.Dedupe
+	if req.Deadline != 0 {
+		d = max(d, time.Until(time.UnixMilli(req.Deadline))+time.Second)
+	}
+	return min(d, 24*time.Hour)
+}
 
 // beat renews the server's leases and entry, and gives back what its beat
 // finds; it reports whether the server is registered: its lease on the
