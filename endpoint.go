@@ -222,6 +222,11 @@ type CallInfo struct {
 	// for requests of classic clients and calls made WithClassicServer.
 	ID       string
 	Deadline time.Time // zero when the call has none
+	// Attempts is, on the client once the call returns, how many times its
+	// request was sent: more than one after retries (WithRetries) or the
+	// resend of a response Redis lost (WithDedupe). On the server it is the
+	// attempt of the request being served, 1 for a first send.
+	Attempts int
 	// Meta is the request's metadata. On the server it is what the caller
 	// sent; do not modify it. On the client it is what the call sends: an
 	// interceptor may set a new map, not modify the one it finds.

@@ -103,7 +103,34 @@
 // shares: a transaction keeps to one slot). A response
 // stays in Redis only until a client's pop takes it: responses Redis was
 // sending to a client when it died are lost, and their calls end with their
-// deadline error although their requests ran.
+// deadline error although their requests ran, unless the servers keep
+// answers. At least once, a server whose response Redis refuses or cannot
+// take pushes it again, with back-off, while its caller waits, and holds the
+// request meanwhile, so that it does not run again.
+//
+// Answered once (WithDedupe on the Mux, which implies at least once): a
+// server keeps each answer, under its caller's response queue and id, in
+// the transaction that pushes it and removes its request, for a window (30
+// s by default) or until the request's deadline where later. A request that
+// comes back after it was answered is answered from what was kept and not
+// run: a Client's retry, the resend of a response lost in a failure of
+// Redis, a request given back after its removal was lost, a dead letter
+// requeued. A Client whose live servers all keep answers finds, once
+// receiving works again after Redis failed, the calls whose requests are in
+// no list of Redis (queue, processing lists) and whose responses are in
+// none either, and sends them again (attempt 2 and up), so that no response
+// is lost to a crash of Redis. What still runs twice: a request whose server
+// dies, or loses Redis for longer than its heartbeat, while its handler
+// runs; the request is given back with no answer kept. Killing Redis (-9,
+// appendfsync always) 20 times under 64 callers with two such servers and
+// WithRetries(10) clients: all 47,541 calls answered, none run twice
+// (TestEffectivelyOnce).
+//
+// Retries (WithRetries on the Client): a call is sent again, with the same
+// id, only where that cannot run its request twice: where it cannot have
+// reached a server, and, where the servers keep answers, after any failure
+// to push whose request Redis does not hold, and after CodeUnavailable.
+// A budget shared by the Client's calls bounds the sends made again.
 //
 // Stopping: requests a stopping server has taken but not started go back to
 // the head of the queue in both modes, never run and never failed. Handlers
@@ -403,6 +430,26 @@ type clientConfig struct {
 	failFast    bool
 	timeout     time.Duration
 	maxInFlight int
+	retries     int
+}
+
+// WithRetries makes a Client send a call again, up to n times, with the same
+// request id, after a failure that allows it: where the request cannot have
+// reached a server (WithFailFast found none live; Redis refused the push or
+// could not be reached), and, where every live server keeps answers
+// (WithDedupe), after any failure to push whose request Redis does not
+// hold, and after an answer with CodeUnavailable. Without WithDedupe on the
+// servers, a call that may have reached one is never sent again. Each send
+// waits a back-off with jitter, doubling from 200ms (between half and all
+// of it) up to 5 s, within the call's deadline, and takes a token of a
+// budget the Client shares among its calls: 20 tokens, regained at 10 a
+// second and one for each call that succeeds, so that an outage does not
+// multiply the load on Redis; a send that finds none waits for one. The
+// call ends with its last failure. Interceptors see one call; CallInfo's
+// Attempts counts its sends. The default is 0: calls are not sent again,
+// but after a response lost in a failure of Redis (see WithDedupe).
+func WithRetries(n int) ClientOption {
+	return clientOption(func(c *clientConfig) { c.retries = max(n, 0) })
 }
 
 // WithMaxInFlight bounds how many calls a Client has in flight, so that a
@@ -479,7 +526,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 		Queue: queue, Classic: cfg.classic, Logger: cfg.logger, MaxMessage: cfg.maxMessage,
 		Closed: ErrClientClosed, NoID: ErrClassicServer, TooLarge: ErrTooLarge,
 		FailFast: cfg.failFast, Unavailable: &Error{Code: CodeUnavailable, Message: "no live server of " + queue + " is registered"},
-		MaxInFlight: cfg.maxInFlight, Transport: unavailable,
+		MaxInFlight: cfg.maxInFlight, Transport: unavailable, Retries: cfg.retries,
 	})
 	if len(cfg.interceptors) > 0 {
 		c.call = chain(cfg.interceptors, nil)
@@ -608,7 +655,7 @@ func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 	}
 	var raw string
 	if server == "" {
-		raw, err = c.engine.Call(ctx, &r)
+		raw, err = c.engine.Call(ctx, &r, &info.Attempts)
 	} else {
 		raw, err = c.engine.CallServer(ctx, &r, server)
 	}

@@ -43,6 +43,10 @@ type Config struct {
 	// Transport makes the error of a call that Redis failed, keeping err
 	// for errors.Is and errors.As.
 	Transport func(err error) error
+	// Retries is how often a call is sent again after a failure that allows
+	// it (see retry.go); Lost is the error of a call whose response Redis
+	// lost, where it cannot be sent again.
+	Retries int
 }
 
 // registryRefresh is how often a client reads the registry.
@@ -54,6 +58,7 @@ type view struct {
 	live       int      // live servers
 	lists      []string // request lists: the queue and its shards
 	maxRequest int      // the least of the servers' and the client's limits
+	dedupe     bool     // every live server keeps answers (WithDedupe), and some is live
 }
 
 const (
@@ -91,8 +96,12 @@ type Client struct {
 	recvLog *outage.Log  // failures to receive responses
 	backoff atomic.Int64 // after a failure to receive, ns; client-wide
 
+	budget     budget      // of the retries and resends (retry.go)
+	suspect    atomic.Bool // receiving failed: responses may be lost
+	recovering atomic.Bool // a recovery pass runs
+
 	mu        sync.Mutex
-	pending   map[string]chan result
+	pending   map[string]*call
 	receiving int // receive goroutines running, at most poppers
 	closed    bool
 	stop      context.CancelFunc
@@ -100,16 +109,27 @@ type Client struct {
 	wg        sync.WaitGroup
 }
 
-// result is a raw response, decoded by the calling goroutine, or an error.
+// result is a raw response, decoded by the calling goroutine, or an error;
+// or, with lost, word that the request is in no list of Redis and its
+// response in none either: lost in a failure of Redis (recover).
 type result struct {
-	raw string
-	err error
+	raw  string
+	err  error
+	lost bool
 }
 
-// resultChans holds the channels of calls that received their result, to
-// be used again: nothing else sends on one then, as a call's result is sent
-// once, by whoever took the call off pending.
-var resultChans = sync.Pool{New: func() any { return make(chan result, 1) }}
+// call is a pending call: its result comes on ch.
+type call struct {
+	ch   chan result
+	body string       // the request as last sent
+	list string       // where it went
+	sent *atomic.Bool // Redis took it
+}
+
+// calls holds the calls that received their result, to be used again:
+// nothing else sends on ch then, as a call's result is sent once, by
+// whoever took the call off pending.
+var calls = sync.Pool{New: func() any { return &call{ch: make(chan result, 1)} }}
 
 // New returns a Client for cfg.
 func New(rc rueidis.Client, cfg Config) *Client {
@@ -120,7 +140,7 @@ func New(rc rueidis.Client, cfg Config) *Client {
 		watched:  make(chan struct{}),
 		replyKey: keys.Reply(cfg.Queue, wire.RandomName(20)),
 		popper:   lists.NewPopper(rc, true),
-		pending:  make(map[string]chan result),
+		pending:  make(map[string]*call),
 		ctx:      ctx,
 		stop:     stop,
 	}
@@ -138,9 +158,9 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, it := range failed {
-		if ch, ok := c.pending[it.ID]; ok {
+		if p, ok := c.pending[it.ID]; ok && p.body == it.Value {
 			delete(c.pending, it.ID)
-			ch <- result{err: c.cfg.Transport(fmt.Errorf("sending the request: %w", err))}
+			p.ch <- result{err: c.cfg.Transport(&sendError{err})}
 		}
 	}
 }
@@ -169,40 +189,75 @@ func (c *Client) NewID() string {
 }
 
 // Call sends req, whose ID comes from NewID, and returns the raw response.
-// It fills in the response queue and the time sent. It returns ctx.Err()
-// when ctx ends first.
-func (c *Client) Call(ctx context.Context, req *wire.Request) (string, error) {
+// It fills in the response queue and the time sent, and the attempt of each
+// send: it sends req again after a failure that allows it (Retries; see
+// retry), and where its response was lost. It returns ctx.Err() when ctx
+// ends first. It calls attempted, if set, with the sends it made.
+func (c *Client) Call(ctx context.Context, req *wire.Request, attempted *int) (string, error) {
 	if err := c.acquire(ctx); err != nil {
 		return "", err
 	}
 	defer c.release()
-	req.Sent = time.Now().UnixMilli()
 	if c.cfg.Classic {
+		req.Sent = time.Now().UnixMilli()
 		return c.callClassic(ctx, req, "", c.cfg.MaxMessage)
 	}
+	p := calls.Get().(*call)
+	p.list = ""
+	defer func() { // nothing sends on p.ch any more (wait)
+		p.body, p.sent = "", nil
+		calls.Put(p)
+	}()
+	s := sends{c: c, ctx: ctx, req: req}
+	defer func() {
+		if attempted != nil {
+			*attempted = s.n
+		}
+	}()
+	for resend := true; ; {
+		raw, err, lost := s.send(p, resend)
+		var again bool
+		if again, resend, err = s.next(p, raw, err, lost); !again {
+			return raw, err
+		}
+	}
+}
+
+// once sends req, unless resend is false, when it waits again for the
+// response to what p last sent, and returns the raw response, or reports
+// that it was lost. p is left pending where once returns with ctx's end.
+func (c *Client) once(ctx context.Context, req *wire.Request, p *call, resend bool) (raw string, err error, lost bool) {
 	v, err := c.current(ctx)
 	if err != nil {
-		return "", err
+		return "", err, false
 	}
-	body, err := c.encode(req, v.maxRequest)
-	if err != nil {
-		return "", err
+	if resend {
+		body, err := c.encode(req, v.maxRequest)
+		if err != nil {
+			return "", err, false
+		}
+		p.body = rueidis.BinaryString(body)
+		// A request sent again goes to the list of its first send, whose
+		// servers keep its answer.
+		if p.list == "" {
+			p.list = v.lists[0]
+			if len(v.lists) > 1 {
+				p.list = v.lists[int(c.nextList.Add(1))%len(v.lists)]
+			}
+		}
+		p.sent = new(atomic.Bool) // of this send alone: the Pusher may hold the last
 	}
-	ch := resultChans.Get().(chan result)
-	if err := c.register(req.ID, ch); err != nil {
-		resultChans.Put(ch)
-		return "", err
+	if err := c.register(req.ID, p); err != nil {
+		return "", err, false
 	}
 	// Requests queued by concurrent calls travel together in one RPUSH.
-	list := v.lists[0]
-	if len(v.lists) > 1 {
-		list = v.lists[int(c.nextList.Add(1))%len(v.lists)]
+	if resend && !c.pusher.Push(lists.Item{Key: p.list, Value: p.body, ID: req.ID, Sent: p.sent}) {
+		if !c.unregister(req.ID, p) { // Close came between register and Push
+			<-p.ch
+		}
+		return "", c.cfg.Closed, false
 	}
-	if !c.pusher.Push(lists.Item{Key: list, Value: rueidis.BinaryString(body), ID: req.ID}) {
-		c.unregister(req.ID) // Close came between register and Push
-		return "", c.cfg.Closed
-	}
-	return c.wait(ctx, req.ID, ch)
+	return c.wait(ctx, req.ID, p)
 }
 
 // acquire takes a slot for a call in flight, waiting for one while ctx lasts.
@@ -261,18 +316,19 @@ func (c *Client) encode(req *wire.Request, limit int) ([]byte, error) {
 	return body, nil
 }
 
-// wait waits for the response of the call id on ch.
-func (c *Client) wait(ctx context.Context, id string, ch chan result) (string, error) {
+// wait waits for the response of the call id, p.
+func (c *Client) wait(ctx context.Context, id string, p *call) (string, error, bool) {
 	select {
-	case r := <-ch:
-		resultChans.Put(ch)
-		if r.err == nil {
+	case r := <-p.ch:
+		if r.err == nil && !r.lost {
 			r.err = c.checkSize("response", len(r.raw))
 		}
-		return r.raw, r.err
+		return r.raw, r.err, r.lost
 	case <-ctx.Done():
-		c.unregister(id)
-		return "", ctx.Err()
+		if !c.unregister(id, p) {
+			<-p.ch // its result came meanwhile: p.ch is empty again for reuse
+		}
+		return "", ctx.Err(), false
 	}
 }
 
@@ -296,9 +352,10 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 	if err != nil {
 		return "", err
 	}
-	ch := resultChans.Get().(chan result)
-	if err := c.register(req.ID, ch); err != nil {
-		resultChans.Put(ch)
+	p := calls.Get().(*call)
+	defer calls.Put(p)
+	p.body, p.list = "", "" // never sent again: at most once, to one server
+	if err := c.register(req.ID, p); err != nil {
 		return "", err
 	}
 	// Close ends the push, and waits for it.
@@ -307,7 +364,9 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()
 	if err := c.sending(func() error { return c.pushInbox(pctx, server, body) }); err != nil {
-		c.unregister(req.ID)
+		if !c.unregister(req.ID, p) {
+			<-p.ch
+		}
 		switch {
 		case err == c.cfg.Closed || c.ctx.Err() != nil:
 			return "", c.cfg.Closed
@@ -316,7 +375,8 @@ func (c *Client) CallServer(ctx context.Context, req *wire.Request, server strin
 		}
 		return "", c.cfg.Transport(fmt.Errorf("sending the request: %w", err))
 	}
-	return c.wait(ctx, req.ID, ch)
+	raw, err, _ := c.wait(ctx, req.ID, p)
+	return raw, err
 }
 
 // sending runs push, a send of the calling goroutine's own, unless the
@@ -427,7 +487,7 @@ func (c *Client) refresh(failing bool) bool {
 	// Every server serves the queue itself; its shards depend on its count
 	// (keys.Shards), so calls go to shards only where every live server
 	// registered the same count, and to the queue while none is live.
-	v := &view{read: true, live: len(infos), lists: []string{c.cfg.Queue}, maxRequest: c.cfg.MaxMessage}
+	v := &view{read: true, live: len(infos), lists: []string{c.cfg.Queue}, maxRequest: c.cfg.MaxMessage, dedupe: len(infos) > 0}
 	shards := map[int]bool{}
 	unknown := false // a server has published no entry yet
 	for _, info := range infos {
@@ -439,6 +499,7 @@ func (c *Client) refresh(failing bool) bool {
 		if info.MaxMessage > 0 {
 			v.maxRequest = min(v.maxRequest, info.MaxMessage)
 		}
+		v.dedupe = v.dedupe && info.DedupeMS > 0 && info.Mode == "at-least-once"
 	}
 	switch {
 	case unknown:
@@ -519,13 +580,13 @@ func (c *Client) checkSize(what string, n int) error {
 }
 
 // register records a pending call and makes sure a receiver runs.
-func (c *Client) register(id string, ch chan result) error {
+func (c *Client) register(id string, p *call) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return c.cfg.Closed
 	}
-	c.pending[id] = ch
+	c.pending[id] = p
 	for c.receiving < poppers {
 		c.receiving++
 		c.wg.Add(1)
@@ -534,16 +595,22 @@ func (c *Client) register(id string, ch chan result) error {
 	return nil
 }
 
-func (c *Client) unregister(id string) {
+// unregister takes the call id, p, off the pending ones and reports true,
+// or reports false where it is no longer pending: its result was sent.
+func (c *Client) unregister(id string, p *call) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending[id] != p {
+		return false
+	}
 	delete(c.pending, id)
-	c.mu.Unlock()
+	return true
 }
 
 // failAll ends every pending call with err. c.mu must be held.
 func (c *Client) failAll(err error) {
-	for id, ch := range c.pending {
-		ch <- result{err: err}
+	for id, p := range c.pending {
+		p.ch <- result{err: err}
 		delete(c.pending, id)
 	}
 }
@@ -563,9 +630,13 @@ func (c *Client) receive() {
 		_, msgs, err := c.popper.Pop(window.Context(), []string{c.replyKey}, pollInterval, maxBatch)
 		if err != nil && c.ctx.Err() == nil {
 			c.recvLog.Fail(err)
+			c.suspect.Store(true) // a pop's reply may have carried responses
 		} else if err == nil {
 			c.recvLog.OK()
 			c.backoff.Store(0)
+			if c.suspect.Load() {
+				c.startRecovery()
+			}
 		}
 		c.mu.Lock()
 		if c.closed {
@@ -634,11 +705,11 @@ func (c *Client) claim(msg string) chan result {
 		c.failAll(c.cfg.NoID)
 		return nil
 	}
-	ch, ok := c.pending[id]
+	p, ok := c.pending[id]
 	if !ok {
 		c.cfg.Logger.Debug("redisrpc: dropped a response nobody waits for", "queue", c.replyKey, "id", id)
 		return nil
 	}
 	delete(c.pending, id)
-	return ch
+	return p.ch
 }
