@@ -113,11 +113,20 @@ func answered(queue string, d deadLetter, req wire.Request) bool {
 
 // requeueScript moves a dead letter's request back to the tail of its list,
 // with its deliveries counted anew, and returns 1, or 0 where the dead
-// letter is no longer there.
+// letter is no longer there, or 2, doing nothing, where the servers kept an
+// answer to it (WithDedupe): its caller was answered, and the request would
+// not run.
 //
 //	KEYS[1] the list, KEYS[2] its dead letters, KEYS[3] its deliveries;
-//	ARGV[1] the dead letter, ARGV[2] its request
+//	ARGV[1] the dead letter, ARGV[2] its request, ARGV[3] the prefix of the
+//	list's kept answers
 var requeueScript = rueidis.NewLuaScript(`
+local ok, req = pcall(cjson.decode, ARGV[2])
+if ok and type(req) == 'table' and type(req['response_queue']) == 'string' then
+  local rq, id = req['response_queue'], req['id']
+  if type(id) ~= 'string' then id = '' end
+  if redis.call('EXISTS', ARGV[3] .. #rq .. ':' .. rq .. id) == 1 then return 2 end
+end
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[3], redis.sha1hex(ARGV[2]))
 redis.call('RPUSH', KEYS[1], ARGV[2])
@@ -130,6 +139,12 @@ var ErrGone = errors.New("inspect: the dead letter is gone")
 // ErrAnswered is returned by Requeue, without WithAnswered, for a dead
 // letter whose caller may have been told it failed (DeadLetter.Answered).
 var ErrAnswered = errors.New("inspect: the dead letter's caller was told it failed; requeuing runs it again")
+
+// ErrKept is returned by Requeue, with or without WithAnswered, for a dead
+// letter whose servers keep answers (WithDedupe) and kept one for it: its
+// caller was answered, and the request, requeued, would be answered from
+// what was kept, not run. It can be requeued once the answer expires.
+var ErrKept = errors.New("inspect: the servers kept an answer to the dead letter's request (WithDedupe): its caller was answered, and requeued it would not run")
 
 // RequeueOption is an option of Requeue.
 type RequeueOption func(*requeueConfig)
@@ -145,8 +160,8 @@ func WithAnswered() RequeueOption { return func(c *requeueConfig) { c.answered =
 // Requeue puts the request of dead letter d, from DeadLetters, back at the
 // tail of its list, to be delivered again as often as when it was new. It
 // acts on d alone, wherever d now lies among the dead letters, and returns
-// ErrGone where d is no longer one, and ErrAnswered where d.Answered and
-// not WithAnswered. It is safe for concurrent use: of two requeues of the
+// ErrGone where d is no longer one, ErrAnswered where d.Answered and not
+// WithAnswered, and ErrKept where the servers kept an answer to it. It is safe for concurrent use: of two requeues of the
 // same dead letter, one returns ErrGone.
 func Requeue(ctx context.Context, rc rueidis.Client, d DeadLetter, opts ...RequeueOption) error {
 	var c requeueConfig
@@ -159,11 +174,17 @@ func Requeue(ctx context.Context, rc rueidis.Client, d DeadLetter, opts ...Reque
 	if d.Answered && !c.answered {
 		return ErrAnswered
 	}
-	n, err := requeueScript.Exec(ctx, rc, []string{d.List, keys.Dead(d.List), keys.Deliveries(d.List)}, []string{d.stored, d.Request}).AsInt64()
-	if err == nil && n == 0 {
-		err = ErrGone
+	n, err := requeueScript.Exec(ctx, rc, []string{d.List, keys.Dead(d.List), keys.Deliveries(d.List)},
+		[]string{d.stored, d.Request, keys.AnsweredPrefix(d.List)}).AsInt64()
+	switch {
+	case err != nil:
+		return err
+	case n == 0:
+		return ErrGone
+	case n == 2:
+		return ErrKept
 	}
-	return err
+	return nil
 }
 
 // Purge deletes queue's dead letters, on every list of the queue (see

@@ -109,6 +109,10 @@ func requeueDead(ctx context.Context, e *env, queue string, dead []inspect.DeadL
 			refused++
 			fmt.Fprintf(e.stderr, "dead letter %s (%s, id %s): refused: its caller was told it failed (internal) and may have undone its work; requeuing runs %s again; pass -force to requeue it all the same\n",
 				d.Ref, d.Function, d.ID, d.Function)
+		case errors.Is(err, inspect.ErrKept):
+			refused++
+			fmt.Fprintf(e.stderr, "dead letter %s (%s, id %s): refused: the servers kept its answer (WithDedupe), so its caller was answered and it would not run; it can be requeued once the answer expires\n",
+				d.Ref, d.Function, d.ID)
 		case errors.Is(err, inspect.ErrGone):
 			fmt.Fprintf(e.stderr, "dead letter %s: gone: requeued or purged since it was read\n", d.Ref)
 		case err != nil:

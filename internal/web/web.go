@@ -527,7 +527,7 @@ func (s *Server) requeue(ctx context.Context, body json.RawMessage) (any, error)
 			continue
 		}
 		switch err := inspect.Requeue(ctx, s.rc, d, opts...); {
-		case errors.Is(err, inspect.ErrAnswered):
+		case errors.Is(err, inspect.ErrAnswered), errors.Is(err, inspect.ErrKept):
 			out.Refused = append(out.Refused, ref)
 		case errors.Is(err, inspect.ErrGone):
 			out.Gone = append(out.Gone, ref)
