@@ -60,8 +60,11 @@ func serverProcess() {
 		os.Exit(1)
 	}
 	opts := []redisrpc.MuxOption{redisrpc.WithHeartbeat(time.Second)}
-	if os.Getenv("FAULTS_MODE") == "at-least-once" {
+	switch os.Getenv("FAULTS_MODE") {
+	case "at-least-once":
 		opts = append(opts, redisrpc.WithAtLeastOnce())
+	case "dedupe":
+		opts = append(opts, redisrpc.WithDedupe(0))
 	}
 	mux := redisrpc.NewMux(c, os.Getenv("FAULTS_QUEUE"), opts...)
 	redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
@@ -99,7 +102,7 @@ func serve(t *testing.T, c rueidis.Client, queue string, opts ...redisrpc.MuxOpt
 // deadline; at most once, it is lost and the caller gets its deadline error.
 func TestServerKilledMidCall(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"at-least-once", "at-most-once"} {
+	for _, mode := range []string{"at-least-once", "dedupe", "at-most-once"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			killMidCall(t, mode)
@@ -128,7 +131,7 @@ func killMidCall(t *testing.T, mode string) {
 	// child's processing list (at least once) holds it.
 	time.Sleep(200 * time.Millisecond)
 	processing := ""
-	if mode == "at-least-once" {
+	if mode != "at-most-once" {
 		processing = waitForProcessing(t, ctx, q)
 	}
 	if n, err := rc.Do(ctx, rc.B().Llen().Key(q).Build()).AsInt64(); err != nil || n != 0 {
@@ -138,8 +141,11 @@ func killMidCall(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	opts := []redisrpc.MuxOption{redisrpc.WithHeartbeat(time.Second)}
-	if mode == "at-least-once" {
+	switch mode {
+	case "at-least-once":
 		opts = append(opts, redisrpc.WithAtLeastOnce())
+	case "dedupe": // the one case it leaves: the request runs again, on the live server
+		opts = append(opts, redisrpc.WithDedupe(0))
 	}
 	serve(t, rc, q, opts...)
 	err := <-done

@@ -1,0 +1,352 @@
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/inspect"
+	"github.com/redisrpc/redisrpc/internal/keys"
+	"github.com/redisrpc/redisrpc/redisrpctest"
+)
+
+// Once records each run of its request, for the tests of WithDedupe.
+var Once = redisrpc.NewEndpoint[int, int]("once")
+
+// runCounter counts the runs of each request of Once.
+type runCounter struct {
+	mu   sync.Mutex
+	runs map[int]int
+}
+
+func (r *runCounter) handle(ctx context.Context, n int) (int, error) {
+	r.mu.Lock()
+	if r.runs == nil {
+		r.runs = map[int]int{}
+	}
+	r.runs[n]++
+	r.mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	return n, nil
+}
+
+func (r *runCounter) count(n int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runs[n]
+}
+
+// durableRedis starts a redis-server of the test's own that writes every
+// command to its append-only file before answering, and a client of it.
+func durableRedis(t *testing.T) (port int, kill func(), args []string, c rueidis.Client) {
+	t.Helper()
+	args = []string{"--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir()}
+	port, kill = ownRedis(t, 0, args...)
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", port)}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return port, kill, args, c
+}
+
+// TestEffectivelyOnce: Redis, writing every command to disk before it
+// answers, is killed (-9) 20 times under 64 callers and restarted a second
+// later each time, a second apart; two servers keep answers (WithDedupe),
+// the client sends again what allows it (WithRetries(10): Redis is down
+// half the time, and a call's sends may meet several outages). Every call completes with its answer,
+// and every request runs exactly once: none lost with a response Redis was
+// handing over when it died (the client finds it in no list and sends it
+// again, answered from what was kept), none run twice.
+func TestEffectivelyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20 kills of Redis; run without -short")
+	}
+	t.Parallel()
+	port, kill, args, c := durableRedis(t)
+	q := newQueue(t)
+	var runs runCounter
+	for range 2 {
+		mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(0))
+		redisrpc.Handle(mux, Once, runs.handle)
+		redisrpctest.Serve(t, mux)
+	}
+	var attempts atomic.Int64
+	count := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			v, err := next(ctx, info, req)
+			attempts.Add(int64(info.Attempts))
+			return v, err
+		}
+	}
+	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet), redisrpc.WithRetries(10), redisrpc.WithInterceptors(count))
+	defer client.Close()
+
+	const callers, kills = 64, 20
+	var next atomic.Int64
+	var stop atomic.Bool
+	var failed sync.Map // request -> error
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for !stop.Load() {
+				n := int(next.Add(1))
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				got, err := redisrpc.Call(ctx, client, Once, n)
+				cancel()
+				if err == nil && got != n {
+					err = fmt.Errorf("got %d", got)
+				}
+				if err != nil {
+					failed.Store(n, err)
+				}
+			}
+		})
+	}
+	start := time.Now()
+	for range kills {
+		time.Sleep(time.Second)
+		kill()
+		time.Sleep(time.Second)
+		_, kill = ownRedis(t, port, args...)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	kill()
+	nfailed := 0
+	failed.Range(func(k, v any) bool {
+		nfailed++
+		if nfailed <= 5 {
+			t.Errorf("request %d: %v", k, v)
+		}
+		return true
+	})
+	twice := 0
+	runs.mu.Lock()
+	for n, r := range runs.runs {
+		if r > 1 {
+			twice++
+			if twice <= 5 {
+				t.Errorf("request %d ran %d times", n, r)
+			}
+		}
+	}
+	answered := len(runs.runs)
+	runs.mu.Unlock()
+	t.Logf("%d kills in %v: %d requests ran, %d sends in all; %d calls failed, %d requests ran more than once",
+		kills, time.Since(start).Round(time.Millisecond), answered, attempts.Load(), nfailed, twice)
+	if nfailed > 0 || twice > 0 {
+		t.Errorf("%d calls failed and %d requests ran more than once, want 0 and 0", nfailed, twice)
+	}
+	if answered < kills*callers {
+		t.Errorf("only %d requests ran in %d kills: the load did not go on", answered, kills)
+	}
+}
+
+// TestAnsweredNotRunAgain: a request answered whose removal from its
+// server's processing list was lost (the server died between the two, as
+// only on Redis Cluster they are not one transaction) is not run again when
+// a server that keeps answers gives back that server's requests; a request
+// with no kept answer is, as the check of the test.
+func TestAnsweredNotRunAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q := newQueue(t)
+	rq := q + ":rpc:CALLER"
+	request := func(n int) string {
+		return fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%d"}`, n, rq, n)
+	}
+	// A dead server's processing list holds two requests; the answer to the
+	// first was kept.
+	dead := "DEADSERVER"
+	for _, cmd := range []rueidis.Completed{
+		rc.B().Rpush().Key(keys.Processing(q, dead)).Element(request(1), request(2)).Build(),
+		rc.B().Zadd().Key(keys.Leases(q)).ScoreMember().ScoreMember(1, dead).Build(),
+		rc.B().Set().Key(keys.Answered(q, rq, "1")).Value(`{"id":"1","return_value":1}`).Px(time.Minute).Build(),
+	} {
+		if err := rc.Do(ctx, cmd).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var runs runCounter
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(0), redisrpc.WithHeartbeat(300*time.Millisecond))
+	redisrpc.Handle(mux, Once, runs.handle)
+	redisrpctest.Serve(t, mux)
+	if got := eventually(func() int { return runs.count(2) }, 1); got != 1 {
+		t.Fatalf("the request with no kept answer ran %d times, want 1", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := runs.count(1); got != 0 {
+		t.Errorf("the request whose answer was kept ran %d times, want 0", got)
+	}
+	left, err := rc.Do(ctx, rc.B().Lrange().Key(q).Start(0).Stop(-1).Build()).AsStrSlice()
+	if err != nil || len(left) != 0 {
+		t.Errorf("the queue holds %q, %v; want nothing", left, err)
+	}
+}
+
+// TestResendAnsweredFromKept: a request sent again (attempt 2), as a
+// client does after a failure, whose answer was kept is answered with it
+// and not run; one whose answer was not kept runs.
+func TestResendAnsweredFromKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q := newQueue(t)
+	rq := q + ":rpc:CALLER"
+	var runs runCounter
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(time.Minute))
+	redisrpc.Handle(mux, Once, runs.handle)
+	redisrpctest.Serve(t, mux)
+	if err := rc.Do(ctx, rc.B().Set().Key(keys.Answered(q, rq, "7")).Value(`{"id":"7","return_value":70}`).Px(time.Minute).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{7, 8} {
+		msg := fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%d","attempt":2}`, n, rq, n)
+		if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element(msg).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for len(got) < 2 {
+		kv, err := rc.Do(ctx, rc.B().Blpop().Key(rq).Timeout(5).Build()).AsStrSlice()
+		if err != nil {
+			t.Fatalf("waiting for the answers: %v (got %q)", err, got)
+		}
+		got = append(got, kv[1])
+	}
+	all := strings.Join(got, " ")
+	if !strings.Contains(all, `{"id":"7","return_value":70}`) || !strings.Contains(all, `"id":"8","return_value":8`) {
+		t.Errorf("answers: %q; want 7 from what was kept, 8 run", got)
+	}
+	if runs.count(7) != 0 || runs.count(8) != 1 {
+		t.Errorf("runs: 7 ran %d times, 8 ran %d; want 0 and 1", runs.count(7), runs.count(8))
+	}
+	// 8's answer is kept now, for a send after this one.
+	if n, err := rc.Do(ctx, rc.B().Exists().Key(keys.Answered(q, rq, "8")).Build()).AsInt64(); err != nil || n != 1 {
+		t.Errorf("8's kept answer: exists=%d, %v", n, err)
+	}
+}
+
+// pushCounter counts the requests a client pushes to a queue.
+type pushCounter struct {
+	rueidis.Client
+	queue string
+	n     atomic.Int64
+}
+
+func (p *pushCounter) DoMulti(ctx context.Context, multi ...rueidis.Completed) []rueidis.RedisResult {
+	for _, c := range multi {
+		if cmd := c.Commands(); len(cmd) > 2 && cmd[0] == "RPUSH" && cmd[1] == p.queue {
+			p.n.Add(int64(len(cmd) - 2))
+		}
+	}
+	return p.Client.DoMulti(ctx, multi...)
+}
+
+// TestRetriesRedisDown: Redis down for 2 s under 64 callers
+// WithRetries(5), calls with 10 s deadlines: every call succeeds, and the
+// requests the client pushes while Redis is down stay within the retry
+// budget (20, and 10 a second), not 5 for each caller.
+func TestRetriesRedisDown(t *testing.T) {
+	t.Parallel()
+	port, kill, args, c := durableRedis(t)
+	q := newQueue(t)
+	var runs runCounter
+	mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(0))
+	redisrpc.Handle(mux, Once, runs.handle)
+	redisrpctest.Serve(t, mux)
+	pc := &pushCounter{Client: c, queue: q}
+	client := redisrpc.NewClient(pc, q, redisrpc.WithLogger(quiet), redisrpc.WithRetries(5))
+	defer client.Close()
+
+	const callers = 64
+	var next atomic.Int64
+	var failed atomic.Int64
+	downCalls := make(chan struct{})
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for {
+				n := int(next.Add(1))
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := redisrpc.Call(ctx, client, Once, n)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("call %d: %v", n, err)
+				}
+				select {
+				case <-downCalls:
+					return // each caller makes a call that began in the outage, then stops
+				default:
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	kill()
+	before := pc.n.Load()
+	downAt := time.Now()
+	time.Sleep(2 * time.Second)
+	during := pc.n.Load() - before
+	outage := time.Since(downAt)
+	close(downCalls)
+	_, kill = ownRedis(t, port, args...)
+	defer kill()
+	wg.Wait()
+	limit := int64(callers + 20 + 10*outage.Seconds() + 10)
+	t.Logf("%d calls, %d failed; %d requests pushed while Redis was down for %v (budget: %d)",
+		next.Load(), failed.Load(), during, outage.Round(time.Millisecond), limit)
+	if during > limit {
+		t.Errorf("requests pushed while Redis was down: %d, want at most %d", during, limit)
+	}
+}
+
+// TestRequeueKeptRefused: a dead letter whose servers kept an answer to it
+// (WithDedupe) is not requeued, even WithAnswered: its caller was answered
+// and it would not run; one with no kept answer is.
+func TestRequeueKeptRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q := newQueue(t)
+	rq := q + ":rpc:CALLER"
+	for _, n := range []int{1, 2} {
+		req := fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%d"}`, n, rq, n)
+		letter := fmt.Sprintf(`{"request":%q,"why":"test","deliveries":3,"at":%d,"server":"S","answered":true}`, req, time.Now().UnixMilli())
+		if err := rc.Do(ctx, rc.B().Lpush().Key(keys.Dead(q)).Element(letter).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rc.Do(ctx, rc.B().Set().Key(keys.Answered(q, rq, "1")).Value(`{"id":"1","exception":"dead","code":"internal"}`).Px(time.Minute).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := inspect.DeadLetters(ctx, rc, q)
+	if err != nil || len(dead) != 2 {
+		t.Fatalf("dead letters: %d, %v", len(dead), err)
+	}
+	for _, d := range dead {
+		err := inspect.Requeue(ctx, rc, d, inspect.WithAnswered())
+		switch d.ID {
+		case "1":
+			if !errors.Is(err, inspect.ErrKept) {
+				t.Errorf("requeue of the dead letter with a kept answer: %v, want ErrKept", err)
+			}
+		case "2":
+			if err != nil {
+				t.Errorf("requeue of the dead letter with none: %v", err)
+			}
+		}
+	}
+	if n, err := rc.Do(ctx, rc.B().Llen().Key(q).Build()).AsInt64(); err != nil || n != 1 {
+		t.Errorf("requests requeued: %d, %v; want 1", n, err)
+	}
+}
