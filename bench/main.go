@@ -12,7 +12,8 @@
 // It needs redis-server on PATH; NATS runs embedded in a child process. With
 // -cluster N, Redis is a cluster of N masters (redis-cli on PATH too). The
 // systems: "redisrpc" (shared response list, batched pops), "at-least-once"
-// (the same with WithAtLeastOnce), "redisrpc-raw" and "nats-raw"
+// (the same with WithAtLeastOnce), "dedupe" (the same with WithDedupe, and
+// WithRetries(5) on the client), "redisrpc-raw" and "nats-raw"
 // (json.RawMessage endpoints, and a NATS responder that sends the bytes
 // back: transport apart from codec), "redisrpc-goccy" (the same with
 // WithCodec of github.com/goccy/go-json), "redisrpc-sharded"
@@ -543,15 +544,18 @@ func serve(sys, addr string) error {
 		return servePsrpc(addr)
 	case "jetstream":
 		return serveJetStream(addr)
-	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop", "redisrpc-raw":
+	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "dedupe", "blocking-pop", "redisrpc-raw":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
 		opts := []redisrpc.MuxOption{shardsOf(sys), codecOf(sys)}
-		if sys == "at-least-once" {
+		switch sys {
+		case "at-least-once":
 			opts = append(opts, redisrpc.WithAtLeastOnce())
+		case "dedupe":
+			opts = append(opts, redisrpc.WithDedupe(0))
 		}
 		mux := redisrpc.NewMux(rc, queue, opts...)
 		if sys == "redisrpc-raw" {
@@ -644,15 +648,18 @@ func client(args []string) error {
 			return err
 		}
 		defer done()
-	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "blocking-pop", "redisrpc-raw":
+	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "dedupe", "blocking-pop", "redisrpc-raw":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
 		opts := []redisrpc.ClientOption{shardsOf(sys), codecOf(sys)}
-		if sys == "blocking-pop" {
+		switch sys {
+		case "blocking-pop":
 			opts = append(opts, redisrpc.WithClassicServer())
+		case "dedupe":
+			opts = append(opts, redisrpc.WithRetries(5))
 		}
 		c := redisrpc.NewClient(rc, queue, opts...)
 		defer c.Close()

@@ -47,6 +47,11 @@ const ScopeName = "github.com/redisrpc/redisrpc/redisrpcotel"
 // CodeKey is the attribute of a failed call's code.
 const CodeKey = attribute.Key("rpc.redisrpc.code")
 
+// AttemptsKey is the attribute of a client span that counts the sends of
+// its call: more than one after retries (redisrpc.WithRetries) or the
+// resend of a response Redis lost.
+const AttemptsKey = attribute.Key("rpc.redisrpc.attempts")
+
 // Option configures NewInterceptor and ObserveMux.
 type Option func(*config)
 
@@ -155,6 +160,9 @@ func (in *instruments) call(ctx context.Context, next redisrpc.CallFunc, info *r
 	start := time.Now()
 	resp, err := next(ctx, info, req)
 	in.clientActive.Add(ctx, -1, set)
+	if info.Attempts > 0 {
+		span.SetAttributes(AttemptsKey.Int(info.Attempts))
+	}
 	code := in.finish(span, err, true)
 	in.clientDuration.Record(ctx, ms(time.Since(start)), metric.WithAttributes(append(base, CodeKey.String(code))...))
 	return resp, err

@@ -96,6 +96,10 @@ func TestSpansAndMetrics(t *testing.T) {
 				t.Errorf("call %d: span name %q", i, s.Name())
 			}
 		}
+		ca := attribute.NewSet(cs.Attributes()...)
+		if v, ok := ca.Value(redisrpcotel.AttemptsKey); !ok || v.AsInt64() != 1 {
+			t.Errorf("call %d: the client span's attempts: %v (set %v), want 1", i, v.AsInt64(), ok)
+		}
 		if got := [2]codes.Code{cs.Status().Code, ss.Status().Code}; got != [2]codes.Code{wantStatus[i].client, wantStatus[i].server} {
 			t.Errorf("call %d: statuses (client, server) %v, want %v", i, got, wantStatus[i])
 		}
