@@ -224,34 +224,35 @@ func (c *Client) Call(ctx context.Context, req *wire.Request, attempted *int) (s
 }
 
 // once sends req, unless resend is false, when it waits again for the
-// response to what p last sent, and returns the raw response, or reports
-// that it was lost. p is left pending where once returns with ctx's end.
+// response to what p last sent, p being pending or its result on p.ch, and
+// returns the raw response, or reports that it was lost.
 func (c *Client) once(ctx context.Context, req *wire.Request, p *call, resend bool) (raw string, err error, lost bool) {
+	if !resend { // waiting again: the caller registered p (sends.next)
+		return c.wait(ctx, req.ID, p)
+	}
 	v, err := c.current(ctx)
 	if err != nil {
 		return "", err, false
 	}
-	if resend {
-		body, err := c.encode(req, v.maxRequest)
-		if err != nil {
-			return "", err, false
-		}
-		p.body = rueidis.BinaryString(body)
-		// A request sent again goes to the list of its first send, whose
-		// servers keep its answer.
-		if p.list == "" {
-			p.list = v.lists[0]
-			if len(v.lists) > 1 {
-				p.list = v.lists[int(c.nextList.Add(1))%len(v.lists)]
-			}
-		}
-		p.sent = new(atomic.Bool) // of this send alone: the Pusher may hold the last
+	body, err := c.encode(req, v.maxRequest)
+	if err != nil {
+		return "", err, false
 	}
+	p.body = rueidis.BinaryString(body)
+	// A request sent again goes to the list of its first send, whose
+	// servers keep its answer.
+	if p.list == "" {
+		p.list = v.lists[0]
+		if len(v.lists) > 1 {
+			p.list = v.lists[int(c.nextList.Add(1))%len(v.lists)]
+		}
+	}
+	p.sent = new(atomic.Bool) // of this send alone: the Pusher may hold the last
 	if err := c.register(req.ID, p); err != nil {
 		return "", err, false
 	}
 	// Requests queued by concurrent calls travel together in one RPUSH.
-	if resend && !c.pusher.Push(lists.Item{Key: p.list, Value: p.body, ID: req.ID, Sent: p.sent}) {
+	if !c.pusher.Push(lists.Item{Key: p.list, Value: p.body, ID: req.ID, Sent: p.sent}) {
 		if !c.unregister(req.ID, p) { // Close came between register and Push
 			<-p.ch
 		}

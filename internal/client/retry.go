@@ -124,10 +124,18 @@ func (s *sends) next(p *call, raw string, err error, lost bool) (again, resend b
 			// it again where it is in no list; ask again while Redis cannot
 			// say, as a copy sent meanwhile could run beside it.
 			for {
+				// Pending while Redis is asked, so that an answer that comes
+				// meanwhile is not dropped; once wait reads it.
+				if err := c.register(s.req.ID, p); err != nil {
+					return false, false, err
+				}
 				in, ferr := c.find(s.ctx, p)
 				if ferr == nil && in {
 					p.sent.Store(true)
 					return true, false, nil
+				}
+				if !c.unregister(s.req.ID, p) {
+					return true, false, nil // answered meanwhile: the result waits on p.ch
 				}
 				if ferr == nil {
 					break

@@ -350,3 +350,36 @@ func TestRequeueKeptRefused(t *testing.T) {
 		t.Errorf("requests requeued: %d, %v; want 1", n, err)
 	}
 }
+
+// TestKeptOnlyForCleanStrings: the scripts that give requests back build
+// a kept answer's key from the request as cjson decodes it, and the server
+// from the request as Go decodes it; where the response queue or id holds
+// invalid UTF-8 or a lone surrogate, which Go makes U+FFFD, the two would
+// differ, so no answer is kept for such a request (it is served as at
+// least once), while one with a plain id is.
+func TestKeptOnlyForCleanStrings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q := newQueue(t)
+	rq := q + ":rpc:CALLER"
+	var runs runCounter
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(time.Minute))
+	redisrpc.Handle(mux, Once, runs.handle)
+	redisrpctest.Serve(t, mux)
+	for i, id := range []string{"\xff1", `\ud800`, "plain"} {
+		msg := fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%s"}`, i, rq, id)
+		if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element(msg).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rc.Do(ctx, rc.B().Blpop().Key(rq).Timeout(5).Build()).AsStrSlice(); err != nil {
+			t.Fatalf("the answer to id %q: %v", id, err)
+		}
+	}
+	kept, err := rc.Do(ctx, rc.B().Keys().Pattern(keys.AnsweredPrefix(q)+"*").Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 1 || kept[0] != keys.Answered(q, rq, "plain") {
+		t.Errorf("kept answers: %q; want the plain id's alone", kept)
+	}
+}

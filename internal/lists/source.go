@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/rueidis"
 
@@ -225,9 +227,13 @@ func (s *Source) Ack(m Msg) (list, ack string) {
 }
 
 // Kept returns the key under which the answer to m, a request with response
-// queue rq and id, is kept (WithDedupe), or "" for a request of the inbox.
+// queue rq and id, is kept (WithDedupe), or "" where none is: for a request
+// of the inbox, and for one whose rq or id holds U+FFFD.
 func (s *Source) Kept(m Msg, rq, id string) string {
-	if m.inbox {
+	// Where the request's strings held invalid UTF-8 or a lone surrogate,
+	// the decoder made them U+FFFD, and the scripts, which decode the
+	// request with cjson, would not find the same key: no answer is kept.
+	if m.inbox || strings.ContainsRune(rq, utf8.RuneError) || strings.ContainsRune(id, utf8.RuneError) {
 		return ""
 	}
 	return keys.Answered(s.lists[m.list].name, rq, id)
