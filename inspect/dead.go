@@ -11,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc/internal/keys"
+	rlists "github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/registry"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
@@ -120,13 +121,8 @@ func answered(queue string, d deadLetter, req wire.Request) bool {
 //	KEYS[1] the list, KEYS[2] its dead letters, KEYS[3] its deliveries;
 //	ARGV[1] the dead letter, ARGV[2] its request, ARGV[3] the prefix of the
 //	list's kept answers
-var requeueScript = rueidis.NewLuaScript(`
-local ok, req = pcall(cjson.decode, ARGV[2])
-if ok and type(req) == 'table' and type(req['response_queue']) == 'string' then
-  local rq, id = req['response_queue'], req['id']
-  if type(id) ~= 'string' then id = '' end
-  if redis.call('EXISTS', ARGV[3] .. #rq .. ':' .. rq .. id) == 1 then return 2 end
-end
+var requeueScript = rueidis.NewLuaScript(rlists.KeptLua + `
+if kept(ARGV[3], ARGV[2]) then return 2 end
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[3], redis.sha1hex(ARGV[2]))
 redis.call('RPUSH', KEYS[1], ARGV[2])
@@ -161,8 +157,9 @@ func WithAnswered() RequeueOption { return func(c *requeueConfig) { c.answered =
 // tail of its list, to be delivered again as often as when it was new. It
 // acts on d alone, wherever d now lies among the dead letters, and returns
 // ErrGone where d is no longer one, ErrAnswered where d.Answered and not
-// WithAnswered, and ErrKept where the servers kept an answer to it. It is safe for concurrent use: of two requeues of the
-// same dead letter, one returns ErrGone.
+// WithAnswered, and ErrKept where the servers kept an answer to it. It is
+// safe for concurrent use: of two requeues of the same dead letter, one
+// returns ErrGone.
 func Requeue(ctx context.Context, rc rueidis.Client, d DeadLetter, opts ...RequeueOption) error {
 	var c requeueConfig
 	for _, o := range opts {

@@ -36,6 +36,22 @@ local out = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
 table.insert(out, 1, lapsed)
 return out`)
 
+// KeptLua is Lua that defines kept(prefix, msg): whether an answer to the
+// request msg is kept under prefix (keys.AnsweredPrefix of its list), the
+// key built as keys.Answered builds it; false for prefix "" and for msg
+// that is no request.
+const KeptLua = `
+local function kept(prefix, msg)
+  if prefix == '' then return false end
+  local ok, req = pcall(cjson.decode, msg)
+  if not ok or type(req) ~= 'table' then return false end
+  local rq, id = req['response_queue'], req['id']
+  if type(rq) ~= 'string' then return false end
+  if type(id) ~= 'string' then id = '' end
+  return redis.call('EXISTS', prefix .. #rq .. ':' .. rq .. id) == 1
+end
+`
+
 // redeliver is Lua that scripts which give requests back share: it puts msg
 // back at the head of the list, or, once it was delivered max times, into the
 // dead letters, capped at cap, and then reports false; or, where the list's
@@ -50,7 +66,7 @@ return out`)
 // namespace (the script does not know the queue), allows the server's clock
 // to lag Redis' by 5 s, and marks a request it cannot decode; readers that
 // know the queue narrow it (inspect.DeadLetters).
-const redeliver = `
+const redeliver = KeptLua + `
 local function answered(msg, now)
   local ok, req = pcall(cjson.decode, msg)
   if not ok then return true end
@@ -59,15 +75,6 @@ local function answered(msg, now)
   if type(rq) ~= 'string' or not string.find(rq, ':rpc:', 1, true) then return false end
   local deadline = req['deadline']
   return type(deadline) ~= 'number' or deadline == 0 or deadline > now - 5000
-end
-local function kept(prefix, msg)
-  if prefix == '' then return false end
-  local ok, req = pcall(cjson.decode, msg)
-  if not ok or type(req) ~= 'table' then return false end
-  local rq, id = req['response_queue'], req['id']
-  if type(rq) ~= 'string' then return false end
-  if type(id) ~= 'string' then id = '' end
-  return redis.call('EXISTS', prefix .. #rq .. ':' .. rq .. id) == 1
 end
 local function redeliver(list, deliveries, dead, msg, max, cap, why, server, now, prefix)
   local h = redis.sha1hex(msg)

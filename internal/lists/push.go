@@ -20,8 +20,9 @@ import (
 type Item struct {
 	Key, Value, ID string
 	AckList, Ack   string
-	// Keep, when set, is where Value is also written, for KeepTTL, in the transaction that pushes it and removes its Ack:
-	// the answer a server keeps (WithDedupe). It is in AckList's slot.
+	// Keep, when set, is where Value is also written, for KeepTTL, in the
+	// transaction that pushes it and removes its Ack: the answer a server
+	// keeps (WithDedupe). It is in AckList's slot.
 	Keep    string
 	KeepTTL time.Duration
 	// Until, when set, is how long a push that fails is tried again, with
@@ -499,8 +500,7 @@ func (p *Pusher) writePlain(ctx context.Context, groups []group) {
 			p.done(g.items, err, false)
 			continue
 		}
-		markSent(g.items)
-		p.done(nil, nil, false)
+		p.done(g.items, nil, false)
 		for _, it := range g.items {
 			if it.Ack != "" {
 				acks = append(acks, p.rc.B().Lrem().Key(it.AckList).Count(1).Element(it.Ack).Build())
@@ -578,8 +578,11 @@ func (p *Pusher) done(items []Item, err error, settled bool) {
 	}
 	if err != nil {
 		items = p.again(items) // those to try again are not settled
-	} else if markSent(items); p.backoff.Load() != 0 {
-		p.backoff.Store(0)
+	} else {
+		markSent(items)
+		if p.backoff.Load() != 0 {
+			p.backoff.Store(0)
+		}
 	}
 	if settled || err != nil {
 		for _, it := range items {

@@ -227,13 +227,14 @@ func (s *Source) Ack(m Msg) (list, ack string) {
 }
 
 // Kept returns the key under which the answer to m, a request with response
-// queue rq and id, is kept (WithDedupe), or "" where none is: for a request
-// of the inbox, and for one whose rq or id holds U+FFFD.
+// queue rq and id, is kept (WithDedupe), or "" where none is: where the
+// servers keep no answers, for a request of the inbox, and for one whose rq
+// or id holds U+FFFD.
 func (s *Source) Kept(m Msg, rq, id string) string {
 	// Where the request's strings held invalid UTF-8 or a lone surrogate,
 	// the decoder made them U+FFFD, and the scripts, which decode the
 	// request with cjson, would not find the same key: no answer is kept.
-	if m.inbox || strings.ContainsRune(rq, utf8.RuneError) || strings.ContainsRune(id, utf8.RuneError) {
+	if !s.redelivery.Dedupe || m.inbox || strings.ContainsRune(rq, utf8.RuneError) || strings.ContainsRune(id, utf8.RuneError) {
 		return ""
 	}
 	return keys.Answered(s.lists[m.list].name, rq, id)

@@ -107,7 +107,7 @@ func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
 	if !ok {
 		return
 	}
-	if req.Attempt > 1 && r.s.dedupe() && r.answeredBefore(job, &req) {
+	if req.Attempt > 1 && r.answeredBefore(job, &req) {
 		return
 	}
 	w.begin(job, &req, time.Now())
@@ -131,7 +131,8 @@ func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
 }
 
 // answeredBefore looks for the kept answer to req, sent again by its
-// client, and reports whether req is settled without running: answered
+// client, where the server keeps answers, and reports whether req is
+// settled without running: answered
 // from it, or, where Redis could not say, left in the processing list for
 // a beat to give back (Source.Beat), to be looked up again.
 func (r *run) answeredBefore(job lists.Msg, req *wire.Request) bool {
@@ -202,8 +203,7 @@ func (r *run) settle(ctx context.Context, w *worker, job lists.Msg, req *wire.Re
 	// push that fails is tried again, and the request stays held meanwhile.
 	it := r.item(req.ResponseQueue, resp, job)
 	it.Until = r.until(req)
-	if r.s.dedupe() && !unavailable {
-		// An answer that says to try again is not kept: the retry must run.
+	if !unavailable { // an answer that says to try again is not kept: the retry must run
 		it.Keep, it.KeepTTL = r.s.source.Kept(job, req.ResponseQueue, req.ID), r.s.keepFor(req)
 	}
 	r.s.pusher.Push(it)

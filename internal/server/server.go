@@ -416,12 +416,10 @@ func (s *Server) answerDead(msgs []lists.Msg) {
 		why := fmt.Sprintf("%s was delivered %d times and each server that took it stopped before answering; it is in the dead letters of %s",
 			req.FunctionCall.Name, s.cfg.MaxDeliveries, s.cfg.Queue)
 		resp := wire.Failure(req.ID, wire.CodeInternal, why)
-		it := lists.Item{Key: req.ResponseQueue, Value: string(wire.AppendResponse(nil, &resp))}
-		if s.dedupe() {
-			// Kept, so that a requeue of the dead letter is answered, not run.
-			it.Keep, it.KeepTTL = s.source.Kept(m, req.ResponseQueue, req.ID), s.keepFor(&req)
-		}
-		s.pusher.Push(it)
+		// Kept, where answers are, so that a requeue of the dead letter is
+		// refused, not run.
+		s.pusher.Push(lists.Item{Key: req.ResponseQueue, Value: string(wire.AppendResponse(nil, &resp)),
+			Keep: s.source.Kept(m, req.ResponseQueue, req.ID), KeepTTL: s.keepFor(&req)})
 	}
 }
 
