@@ -85,8 +85,9 @@ func WithMaxDeliveries(n int) MuxOption {
 // window, written in the same transaction as the answer and the removal of
 // its request, so that a request that comes back after it was answered, as
 // a Client's retry (WithRetries), the resend of a call whose response Redis
-// lost, a request given back after its removal was lost, or a dead letter
-// requeued, is answered from what was kept and not run again. An answer is
+// lost, or a request given back after its removal was lost, is answered
+// from what was kept and not run again; tools do not requeue a dead letter
+// whose answer was kept (inspect.ErrKept). An answer is
 // kept until the request's deadline where that is later, since no request
 // runs past its deadline, and never longer than a day.
 //

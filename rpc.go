@@ -114,8 +114,8 @@
 // s by default) or until the request's deadline where later. A request that
 // comes back after it was answered is answered from what was kept and not
 // run: a Client's retry, the resend of a response lost in a failure of
-// Redis, a request given back after its removal was lost, a dead letter
-// requeued. A Client whose live servers all keep answers finds, once
+// Redis, a request given back after its removal was lost; and a dead letter
+// whose answer was kept is not requeued (inspect.ErrKept). A Client whose live servers all keep answers finds, once
 // receiving works again after Redis failed, the calls whose requests are in
 // no list of Redis (queue, processing lists) and whose responses are in
 // none either, and sends them again (attempt 2 and up), so that no response

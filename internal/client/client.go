@@ -44,8 +44,7 @@ type Config struct {
 	// for errors.Is and errors.As.
 	Transport func(err error) error
 	// Retries is how often a call is sent again after a failure that allows
-	// it (see retry.go); Lost is the error of a call whose response Redis
-	// lost, where it cannot be sent again.
+	// it (see retry.go).
 	Retries int
 }
 
