@@ -38,8 +38,8 @@ return out`)
 
 // KeptLua is Lua that defines kept(prefix, msg): whether an answer to the
 // request msg is kept under prefix (keys.AnsweredPrefix of its list), the
-// key built as keys.Answered builds it; false for prefix "" and for msg
-// that is no request.
+// key built as keys.Answered builds it, and the request decoded; false for
+// prefix "" and for msg that is no request.
 const KeptLua = `
 local function kept(prefix, msg)
   if prefix == '' then return false end
@@ -48,16 +48,20 @@ local function kept(prefix, msg)
   local rq, id = req['response_queue'], req['id']
   if type(rq) ~= 'string' then return false end
   if type(id) ~= 'string' then id = '' end
-  return redis.call('EXISTS', prefix .. #rq .. ':' .. rq .. id) == 1
+  return redis.call('EXISTS', prefix .. #rq .. ':' .. rq .. id) == 1, req
 end
 `
 
 // redeliver is Lua that scripts which give requests back share: it puts msg
 // back at the head of the list, or, once it was delivered max times, into the
-// dead letters, capped at cap, and then reports false; or, where the list's
+// dead letters, capped at cap, and then reports false. Where the list's
 // servers keep answers (WithDedupe: prefix is keys.AnsweredPrefix) and one
-// is kept for msg, it drops msg, answered already, and reports nil. Deliveries are counted
-// by the SHA-1 of the request, in a hash that expires a day after the last.
+// is kept for msg, msg was answered: it goes back, uncounted, as a request
+// sent again (with an attempt member of 2 in front, unless its own is 2 or
+// more), so that the server that takes it answers it from what was
+// kept, its caller having its answer even where the server that answered
+// died before pushing it, and does not run it. Deliveries are counted by
+// the SHA-1 of the request, in a hash that expires a day after the last.
 //
 // A dead letter's answered member says whether its caller may have been told
 // it failed: the server answers the callers of new dead letters that name a
@@ -78,9 +82,13 @@ local function answered(msg, now)
 end
 local function redeliver(list, deliveries, dead, msg, max, cap, why, server, now, prefix)
   local h = redis.sha1hex(msg)
-  if kept(prefix, msg) then
+  local answered_, req = kept(prefix, msg)
+  if answered_ then
     redis.call('HDEL', deliveries, h)
-    return nil
+    local a = req['attempt']
+    if type(a) ~= 'number' or a < 2 then msg = (string.gsub(msg, '^%s*{', '{"attempt":2,', 1)) end
+    redis.call('LPUSH', list, msg)
+    return true
   end
   local n = redis.call('HINCRBY', deliveries, h, 1)
   redis.call('PEXPIRE', deliveries, 86400000)
@@ -116,10 +124,9 @@ local out = {0}
 while true do
   local msg = redis.call('RPOP', KEYS[2])
   if not msg then break end
-  local back = redeliver(KEYS[1], KEYS[4], KEYS[5], msg, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[1], now, ARGV[6])
-  if back then
+  if redeliver(KEYS[1], KEYS[4], KEYS[5], msg, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[1], now, ARGV[6]) then
     out[1] = out[1] + 1
-  elseif back == false then
+  else
     table.insert(out, msg)
   end
 end
@@ -140,10 +147,9 @@ var strandedScript = rueidis.NewLuaScript(redeliver + `
 local out = {0}
 for i = #ARGV, 6, -1 do
   if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then
-    local back = redeliver(KEYS[1], KEYS[3], KEYS[4], ARGV[i], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[1], now, ARGV[5])
-    if back then
+    if redeliver(KEYS[1], KEYS[3], KEYS[4], ARGV[i], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[1], now, ARGV[5]) then
       out[1] = out[1] + 1
-    elseif back == false then
+    else
       table.insert(out, ARGV[i])
     end
   end
