@@ -446,8 +446,9 @@ type clientConfig struct {
 // second and one for each call that succeeds, so that an outage does not
 // multiply the load on Redis; a send that finds none waits for one. The
 // call ends with its last failure. Interceptors see one call; CallInfo's
-// Attempts counts its sends. The default is 0: calls are not sent again,
-// but after a response lost in a failure of Redis (see WithDedupe).
+// Attempts counts its sends. It has no effect WithClassicServer, nor on
+// CallAll, whose calls are sent once. The default is 0: calls are not sent
+// again, but after a response lost in a failure of Redis (see WithDedupe).
 func WithRetries(n int) ClientOption {
 	return clientOption(func(c *clientConfig) { c.retries = max(n, 0) })
 }
@@ -657,6 +658,7 @@ func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 	if server == "" {
 		raw, err = c.engine.Call(ctx, &r, &info.Attempts)
 	} else {
+		info.Attempts = 1 // a server's inbox is served at most once: never sent again
 		raw, err = c.engine.CallServer(ctx, &r, server)
 	}
 	if err != nil {

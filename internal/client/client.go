@@ -197,7 +197,10 @@ func (c *Client) Call(ctx context.Context, req *wire.Request, attempted *int) (s
 		return "", err
 	}
 	defer c.release()
-	if c.cfg.Classic {
+	if c.cfg.Classic { // sent once: classic servers keep no answers
+		if attempted != nil {
+			*attempted = 1
+		}
 		req.Sent = time.Now().UnixMilli()
 		return c.callClassic(ctx, req, "", c.cfg.MaxMessage)
 	}

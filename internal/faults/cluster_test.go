@@ -103,6 +103,10 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+	// Answers kept (WithDedupe): on shards other than the queue the answer
+	// is kept before the push, and the scripts that give requests back and
+	// requeue read keys of the list's slot that they are not given.
+	t.Run("dedupe", func(t *testing.T) { dedupeVariety(t, c, false) })
 	// A request may name a response list in the slot of its own shard's
 	// processing list, which is another slot than the client's: a server
 	// answers it with the others, in one transaction per slot, and lives.

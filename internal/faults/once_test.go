@@ -394,3 +394,120 @@ func TestKeptOnlyForCleanStrings(t *testing.T) {
 		t.Errorf("kept answers: %q; want the plain id's alone", kept)
 	}
 }
+
+// TestDedupeVariety: answers kept on queues with braces in their names,
+// over one list and three shards, with two Go clients (whose ids are the
+// same counters: kept answers are told apart by response list), a classic
+// one and CallAll: every call runs once; a retry sent to any shard list,
+// and a request given back from a dead server's processing list there, are
+// answered from what was kept and not run.
+func TestDedupeVariety(t *testing.T) {
+	t.Parallel()
+	dedupeVariety(t, rc, true)
+}
+
+// dedupeVariety is TestDedupeVariety against c; count checks the kept
+// answers with KEYS, which a cluster's client cannot.
+func dedupeVariety(t *testing.T, c rueidis.Client, count bool) {
+	ctx := context.Background()
+	for _, shards := range []int{1, 3} {
+		base := fmt.Sprintf("%s:%d", newQueue(t), shards) // list 0 of its own for each count
+		for _, q := range []string{base, "{" + base + "}", base + ":{eu}", base + "}x"} {
+			var runs runCounter
+			mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(time.Minute),
+				redisrpc.WithShards(shards), redisrpc.WithHeartbeat(300*time.Millisecond))
+			redisrpc.Handle(mux, Once, runs.handle)
+			served := make(chan error, 1)
+			go func() { served <- mux.Serve(ctx) }()
+			<-mux.Ready()
+			opts := []redisrpc.ClientOption{redisrpc.WithLogger(quiet), redisrpc.WithShards(shards), redisrpc.WithRetries(2)}
+			clients := []*redisrpc.Client{redisrpc.NewClient(c, q, opts...), redisrpc.NewClient(c, q, opts...),
+				redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet), redisrpc.WithClassicServer())}
+			call := func(client *redisrpc.Client, n int) {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if got, err := redisrpc.Call(cctx, client, Once, n); err != nil || got != n {
+					t.Errorf("%s, %d shards, call %d: got %d, %v", q, shards, n, got, err)
+				}
+			}
+			for n := range 12 {
+				call(clients[n%2], n)
+			}
+			call(clients[2], 100)
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			all, err := redisrpc.CallAll(cctx, clients[0], Once, 101)
+			cancel()
+			if err != nil || len(all) != 1 || all[0].Err != nil || all[0].Value != 101 {
+				t.Errorf("%s, %d shards: CallAll: %+v, %v", q, shards, all, err)
+			}
+			// On each list: a retry whose answer was kept, and a request of
+			// a dead server, answered and not removed.
+			rq := q + ":rpc:CALLER"
+			lists := keys.Shards(q, shards)
+			for i, list := range lists {
+				retry, given := 200+i, 300+i
+				for _, cmd := range []rueidis.Completed{
+					c.B().Set().Key(keys.Answered(list, rq, fmt.Sprint(retry))).Value(fmt.Sprintf(`{"id":"%d","return_value":-1}`, retry)).Px(time.Minute).Build(),
+					c.B().Set().Key(keys.Answered(list, rq, fmt.Sprint(given))).Value(fmt.Sprintf(`{"id":"%d","return_value":-2}`, given)).Px(time.Minute).Build(),
+					c.B().Rpush().Key(keys.Processing(list, "DEAD")).Element(onceRequest(given, rq, 1)).Build(),
+					c.B().Zadd().Key(keys.Leases(list)).ScoreMember().ScoreMember(1, "DEAD").Build(),
+					c.B().Rpush().Key(list).Element(onceRequest(retry, rq, 2)).Build(),
+				} {
+					if err := c.Do(ctx, cmd).Error(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			answers := map[string]bool{}
+			for len(answers) < 2*len(lists) {
+				kv, err := c.Do(ctx, c.B().Blpop().Key(rq).Timeout(5).Build()).AsStrSlice()
+				if err != nil {
+					t.Fatalf("%s, %d shards: the kept answers: %v (got %v)", q, shards, err, answers)
+				}
+				answers[kv[1]] = true
+			}
+			for i := range lists {
+				for _, n := range []int{200 + i, 300 + i} {
+					if runs.count(n) != 0 {
+						t.Errorf("%s, %d shards: request %d, answered before, ran %d times", q, shards, n, runs.count(n))
+					}
+				}
+			}
+			for n := range 12 {
+				if runs.count(n) != 1 {
+					t.Errorf("%s, %d shards: call %d ran %d times, want 1", q, shards, n, runs.count(n))
+				}
+			}
+			if count {
+				kept := 0
+				for _, list := range lists {
+					ks, err := c.Do(ctx, c.B().Keys().Pattern(keys.AnsweredPrefix(list)+"*").Build()).AsStrSlice()
+					if err != nil {
+						t.Fatal(err)
+					}
+					kept += len(ks)
+				}
+				// The calls of the Go clients and the classic one, and the
+				// two of each list; none for CallAll, at most once.
+				if want := 12 + 1 + 2*len(lists); kept != want {
+					t.Errorf("%s, %d shards: %d answers kept, want %d", q, shards, kept, want)
+				}
+			}
+			for _, client := range clients {
+				client.Close()
+			}
+			mux.Shutdown(ctx)
+			<-served
+		}
+	}
+}
+
+// onceRequest is a request of Once for n, as a client with response list
+// rq sends it the attempt-th time.
+func onceRequest(n int, rq string, attempt int) string {
+	r := fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%d"`, n, rq, n)
+	if attempt > 1 {
+		r += fmt.Sprintf(`,"attempt":%d`, attempt)
+	}
+	return r + "}"
+}

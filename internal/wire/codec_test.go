@@ -92,6 +92,14 @@ func TestDecodeRequestRejects(t *testing.T) {
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","sent":"now"}`,
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","sent":-1}`,
 		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","meta":{"a":1}}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","attempt":0}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","attempt":-2}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","attempt":1001}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","attempt":2.5}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","attempt":1e1}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","attempt":"2"}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","attempt":true}`,
+		`{"function_call":{"name":"f"},"response_queue":"q:rpc:a","attempt":99999999999999999999}`,
 	} {
 		if _, err := DecodeRequest(s); !errors.Is(err, ErrMalformed) {
 			t.Errorf("DecodeRequest(%q): got %v, want ErrMalformed", s, err)
@@ -115,6 +123,34 @@ func TestDeadlines(t *testing.T) {
 			t.Errorf("deadline %s: got %d, %v; want %d, nil", raw, r.Deadline, err, want)
 		}
 	}
+}
+
+// TestAttempts: the attempt member, as sent and as the scripts that give
+// back an answered request mark it (in front, so that its own wins).
+func TestAttempts(t *testing.T) {
+	for raw, want := range map[string]int{
+		`"attempt":null`: 0, `"attempt":1`: 1, `"attempt":2`: 2, `"attempt":1000`: MaxAttempt,
+		`"attempt":2,"function_call":{"name":"f"},"attempt":5`: 5,
+	} {
+		r, err := DecodeRequest(`{` + raw + `,"function_call":{"name":"f"},"response_queue":"q:rpc:a"}`)
+		if err != nil || r.Attempt != want {
+			t.Errorf("%s: got %d, %v; want %d, nil", raw, r.Attempt, err, want)
+		}
+	}
+	for _, n := range []int{0, 1, 2, 7} {
+		r := Request{FunctionCall: FunctionCall{Name: "f"}, ResponseQueue: "q:rpc:a", Attempt: n}
+		got, err := DecodeRequest(string(AppendRequest(nil, &r)))
+		if want := n * btoi(n > 1); err != nil || got.Attempt != want {
+			t.Errorf("attempt %d sent: decoded %d, %v; want %d", n, got.Attempt, err, want)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func TestDeadlineOfTime(t *testing.T) {
@@ -171,7 +207,7 @@ func TestRequestSize(t *testing.T) {
 	base := Request{FunctionCall: FunctionCall{Name: "add"}, ResponseQueue: "calc:rpc:K3"}
 	full := base
 	full.FunctionCall.Args, full.FunctionCall.Kwargs = json.RawMessage(`[1,{"a":2}]`), json.RawMessage(`{"b":3}`)
-	full.ID, full.Deadline, full.Sent = "1f", 1764050000000, 1764049999000
+	full.ID, full.Deadline, full.Sent, full.Attempt = "1f", 1764050000000, 1764049999000, 12
 	full.Meta = map[string]string{"traceparent": "00-ab-cd-01", "k": ""}
 	negative := base
 	negative.Deadline, negative.Sent = -15, math.MinInt64
