@@ -38,6 +38,27 @@ func (r *runCounter) handle(ctx context.Context, n int) (int, error) {
 	return n, nil
 }
 
+// serveOnce serves Once on q over c with opts (and a quiet logger) until
+// the test ends, and returns the count of its runs.
+func serveOnce(t *testing.T, c rueidis.Client, q string, opts ...redisrpc.MuxOption) *runCounter {
+	t.Helper()
+	runs := &runCounter{}
+	mux := redisrpc.NewMux(c, q, append([]redisrpc.MuxOption{redisrpc.WithLogger(quiet)}, opts...)...)
+	redisrpc.Handle(mux, Once, runs.handle)
+	redisrpctest.Serve(t, mux)
+	return runs
+}
+
+// do sends cmds to c, each on its own, and fails the test at the first error.
+func do(t *testing.T, c rueidis.Client, cmds ...rueidis.Completed) {
+	t.Helper()
+	for _, cmd := range cmds {
+		if err := c.Do(context.Background(), cmd).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (r *runCounter) count(n int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -61,22 +82,32 @@ func durableRedis(t *testing.T) (port int, kill func(), args []string, c rueidis
 // TestEffectivelyOnce: Redis, writing every command to disk before it
 // answers, is killed (-9) 20 times under 64 callers and restarted a second
 // later each time, a second apart; two servers keep answers (WithDedupe),
-// the client sends again what allows it (WithRetries(10): Redis is down
-// half the time, and a call's sends may meet several outages). Every call completes with its answer,
-// and every request runs exactly once: none lost with a response Redis was
-// handing over when it died (the client finds it in no list and sends it
-// again, answered from what was kept), none run twice.
+// two clients send again what allows it (WithRetries(10): Redis is down
+// half the time, and a call's sends may meet several outages). Every call
+// completes with its answer, and every request runs exactly once: none
+// lost with a response Redis was handing over when it died (the client
+// finds it in no list and sends it again, answered from what was kept),
+// none run twice. Over one list, and, with 5 kills, over three shards.
 func TestEffectivelyOnce(t *testing.T) {
 	if testing.Short() {
-		t.Skip("20 kills of Redis; run without -short")
+		t.Skip("kills of Redis; run without -short")
 	}
 	t.Parallel()
+	for _, tc := range []struct{ shards, kills int }{{1, 20}, {3, 5}} {
+		t.Run(fmt.Sprintf("shards=%d", tc.shards), func(t *testing.T) {
+			t.Parallel()
+			effectivelyOnce(t, tc.shards, tc.kills)
+		})
+	}
+}
+
+func effectivelyOnce(t *testing.T, shards, kills int) {
 	port, kill, args, c := durableRedis(t)
 	q := newQueue(t)
 	var runs runCounter
 	for range 2 {
-		mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(0))
-		redisrpc.Handle(mux, Once, runs.handle)
+		mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(0), redisrpc.WithShards(shards))
+		redisrpc.Handle(mux, Once, runs.handle) // one count for both
 		redisrpctest.Serve(t, mux)
 	}
 	var attempts atomic.Int64
@@ -87,15 +118,19 @@ func TestEffectivelyOnce(t *testing.T) {
 			return v, err
 		}
 	}
-	client := redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet), redisrpc.WithRetries(10), redisrpc.WithInterceptors(count))
-	defer client.Close()
+	var clients [2]*redisrpc.Client
+	for i := range clients {
+		clients[i] = redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet), redisrpc.WithRetries(10), redisrpc.WithInterceptors(count), redisrpc.WithShards(shards))
+		defer clients[i].Close()
+	}
 
-	const callers, kills = 64, 20
+	const callers = 64
 	var next atomic.Int64
 	var stop atomic.Bool
 	var failed sync.Map // request -> error
 	var wg sync.WaitGroup
-	for range callers {
+	for i := range callers {
+		client := clients[i%len(clients)]
 		wg.Go(func() {
 			for !stop.Load() {
 				n := int(next.Add(1))
@@ -163,25 +198,14 @@ func TestAnsweredNotRunAgain(t *testing.T) {
 	ctx := context.Background()
 	q := newQueue(t)
 	rq := q + ":rpc:CALLER"
-	request := func(n int) string {
-		return fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%d"}`, n, rq, n)
-	}
 	// A dead server's processing list holds two requests; the answer to the
 	// first was kept.
 	dead := "DEADSERVER"
-	for _, cmd := range []rueidis.Completed{
-		rc.B().Rpush().Key(keys.Processing(q, dead)).Element(request(1), request(2)).Build(),
+	do(t, rc,
+		rc.B().Rpush().Key(keys.Processing(q, dead)).Element(onceRequest(1, rq, 1), onceRequest(2, rq, 1)).Build(),
 		rc.B().Zadd().Key(keys.Leases(q)).ScoreMember().ScoreMember(1, dead).Build(),
-		rc.B().Set().Key(keys.Answered(q, rq, "1")).Value(`{"id":"1","return_value":1}`).Px(time.Minute).Build(),
-	} {
-		if err := rc.Do(ctx, cmd).Error(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var runs runCounter
-	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(0), redisrpc.WithHeartbeat(300*time.Millisecond))
-	redisrpc.Handle(mux, Once, runs.handle)
-	redisrpctest.Serve(t, mux)
+		rc.B().Set().Key(keys.Answered(q, rq, "1")).Value(`{"id":"1","return_value":1}`).Px(time.Minute).Build())
+	runs := serveOnce(t, rc, q, redisrpc.WithDedupe(0), redisrpc.WithHeartbeat(300*time.Millisecond))
 	if got := eventually(func() int { return runs.count(2) }, 1); got != 1 {
 		t.Fatalf("the request with no kept answer ran %d times, want 1", got)
 	}
@@ -213,19 +237,9 @@ func TestResendAnsweredFromKept(t *testing.T) {
 	ctx := context.Background()
 	q := newQueue(t)
 	rq := q + ":rpc:CALLER"
-	var runs runCounter
-	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(time.Minute))
-	redisrpc.Handle(mux, Once, runs.handle)
-	redisrpctest.Serve(t, mux)
-	if err := rc.Do(ctx, rc.B().Set().Key(keys.Answered(q, rq, "7")).Value(`{"id":"7","return_value":70}`).Px(time.Minute).Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int{7, 8} {
-		msg := fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%d","attempt":2}`, n, rq, n)
-		if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element(msg).Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	runs := serveOnce(t, rc, q, redisrpc.WithDedupe(time.Minute))
+	do(t, rc, rc.B().Set().Key(keys.Answered(q, rq, "7")).Value(`{"id":"7","return_value":70}`).Px(time.Minute).Build(),
+		rc.B().Rpush().Key(q).Element(onceRequest(7, rq, 2), onceRequest(8, rq, 2)).Build())
 	var got []string
 	for len(got) < 2 {
 		kv, err := rc.Do(ctx, rc.B().Blpop().Key(rq).Timeout(5).Build()).AsStrSlice()
@@ -271,10 +285,7 @@ func TestRetriesRedisDown(t *testing.T) {
 	t.Parallel()
 	port, kill, args, c := durableRedis(t)
 	q := newQueue(t)
-	var runs runCounter
-	mux := redisrpc.NewMux(c, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(0))
-	redisrpc.Handle(mux, Once, runs.handle)
-	redisrpctest.Serve(t, mux)
+	serveOnce(t, c, q, redisrpc.WithDedupe(0))
 	pc := &pushCounter{Client: c, queue: q}
 	client := redisrpc.NewClient(pc, q, redisrpc.WithLogger(quiet), redisrpc.WithRetries(5))
 	defer client.Close()
@@ -331,15 +342,10 @@ func TestRequeueKeptRefused(t *testing.T) {
 	q := newQueue(t)
 	rq := q + ":rpc:CALLER"
 	for _, n := range []int{1, 2} {
-		req := fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%d"}`, n, rq, n)
-		letter := fmt.Sprintf(`{"request":%q,"why":"test","deliveries":3,"at":%d,"server":"S","answered":true}`, req, time.Now().UnixMilli())
-		if err := rc.Do(ctx, rc.B().Lpush().Key(keys.Dead(q)).Element(letter).Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
+		letter := fmt.Sprintf(`{"request":%q,"why":"test","deliveries":3,"at":%d,"server":"S","answered":true}`, onceRequest(n, rq, 1), time.Now().UnixMilli())
+		do(t, rc, rc.B().Lpush().Key(keys.Dead(q)).Element(letter).Build())
 	}
-	if err := rc.Do(ctx, rc.B().Set().Key(keys.Answered(q, rq, "1")).Value(`{"id":"1","exception":"dead","code":"internal"}`).Px(time.Minute).Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
+	do(t, rc, rc.B().Set().Key(keys.Answered(q, rq, "1")).Value(`{"id":"1","exception":"dead","code":"internal"}`).Px(time.Minute).Build())
 	dead, err := inspect.DeadLetters(ctx, rc, q)
 	if err != nil || len(dead) != 2 {
 		t.Fatalf("dead letters: %d, %v", len(dead), err)
@@ -373,15 +379,10 @@ func TestKeptOnlyForCleanStrings(t *testing.T) {
 	ctx := context.Background()
 	q := newQueue(t)
 	rq := q + ":rpc:CALLER"
-	var runs runCounter
-	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithDedupe(time.Minute))
-	redisrpc.Handle(mux, Once, runs.handle)
-	redisrpctest.Serve(t, mux)
+	serveOnce(t, rc, q, redisrpc.WithDedupe(time.Minute))
 	for i, id := range []string{"\xff1", `\ud800`, "plain"} {
-		msg := fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%s"}`, i, rq, id)
-		if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element(msg).Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
+		msg := fmt.Sprintf(`{"function_call":{"name":"once","args":[%d]},"response_queue":%q,"id":"%s"}`, i, rq, id) // the id as written, escapes and all
+		do(t, rc, rc.B().Rpush().Key(q).Element(msg).Build())
 		if _, err := rc.Do(ctx, rc.B().Blpop().Key(rq).Timeout(5).Build()).AsStrSlice(); err != nil {
 			t.Fatalf("the answer to id %q: %v", id, err)
 		}
@@ -446,17 +447,12 @@ func dedupeVariety(t *testing.T, c rueidis.Client, count bool) {
 			lists := keys.Shards(q, shards)
 			for i, list := range lists {
 				retry, given := 200+i, 300+i
-				for _, cmd := range []rueidis.Completed{
+				do(t, c,
 					c.B().Set().Key(keys.Answered(list, rq, fmt.Sprint(retry))).Value(fmt.Sprintf(`{"id":"%d","return_value":-1}`, retry)).Px(time.Minute).Build(),
 					c.B().Set().Key(keys.Answered(list, rq, fmt.Sprint(given))).Value(fmt.Sprintf(`{"id":"%d","return_value":-2}`, given)).Px(time.Minute).Build(),
 					c.B().Rpush().Key(keys.Processing(list, "DEAD")).Element(onceRequest(given, rq, 1)).Build(),
 					c.B().Zadd().Key(keys.Leases(list)).ScoreMember().ScoreMember(1, "DEAD").Build(),
-					c.B().Rpush().Key(list).Element(onceRequest(retry, rq, 2)).Build(),
-				} {
-					if err := c.Do(ctx, cmd).Error(); err != nil {
-						t.Fatal(err)
-					}
-				}
+					c.B().Rpush().Key(list).Element(onceRequest(retry, rq, 2)).Build())
 			}
 			answers := map[string]bool{}
 			for len(answers) < 2*len(lists) {
@@ -510,4 +506,53 @@ func onceRequest(n int, rq string, attempt int) string {
 		r += fmt.Sprintf(`,"attempt":%d`, attempt)
 	}
 	return r + "}"
+}
+
+// TestPartitionOnce: the network between Redis and a server and a client
+// that keep answers goes silent for 3 s under 16 callers, without closing
+// a connection (what was sent into it is lost, pushes and pops time out),
+// then heals: every call, with a 30 s deadline, completes with its answer,
+// and every request runs exactly once.
+func TestPartitionOnce(t *testing.T) {
+	t.Parallel()
+	p := newPartition(t, redisHost(t))
+	q := newQueue(t)
+	runs := serveOnce(t, p.client(t, 2*time.Second), q, redisrpc.WithDedupe(0))
+	client := redisrpc.NewClient(p.client(t, 2*time.Second), q, redisrpc.WithLogger(quiet), redisrpc.WithRetries(5))
+	defer client.Close()
+	var next atomic.Int64
+	var stop atomic.Bool
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for !stop.Load() {
+				n := int(next.Add(1))
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				got, err := redisrpc.Call(ctx, client, Once, n)
+				cancel()
+				if err != nil || got != n {
+					failed.Add(1)
+					t.Errorf("call %d: got %d, %v", n, got, err)
+				}
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	p.Cut()
+	time.Sleep(3 * time.Second)
+	p.Heal()
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+	runs.mu.Lock()
+	defer runs.mu.Unlock()
+	twice := 0
+	for n, r := range runs.runs {
+		if r > 1 {
+			twice++
+			t.Errorf("request %d ran %d times", n, r)
+		}
+	}
+	t.Logf("%d calls through a 3 s partition: %d failed, %d ran more than once", next.Load(), failed.Load(), twice)
 }
