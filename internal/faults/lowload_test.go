@@ -39,6 +39,16 @@ var lowLoadModes = []lowLoadMode{
 	{"at-least-once/concurrency-2", []redisrpc.MuxOption{redisrpc.WithAtLeastOnce(), redisrpc.WithConcurrency(2)}},
 }
 
+// napService serves napper with opts on a queue of its own, on a Redis of
+// the test's own, and returns a client of it.
+func napService(t *testing.T, opts ...redisrpc.MuxOption) *redisrpc.Client {
+	t.Helper()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	redisrpctest.Serve(t, napMux(t, rc, q, opts...))
+	return newClient(t, rc, q)
+}
+
 // TestLowLoadSequentialMixed: sequential calls mixing quick handlers and
 // handlers slower than a receiver's poll all come back soon after their
 // handler returns.
@@ -47,10 +57,7 @@ func TestLowLoadSequentialMixed(t *testing.T) {
 	for _, m := range lowLoadModes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			rc := redisrpctest.Redis(t)
-			q := newQueue(t)
-			redisrpctest.Serve(t, napMux(t, rc, q, m.opts...))
-			c := newClient(t, rc, q)
+			c := napService(t, m.opts...)
 			for i, ms := range []int{0, 1300, 0, 0, 1300, 5, 0, 1100, 0, 0, 0, 1200, 1, 0} {
 				start := time.Now()
 				got, err := redisrpc.Call(timeout(t, 6*time.Second), c, napper, ms)
@@ -70,10 +77,7 @@ func TestLowLoadSlowHandlerOthersFlow(t *testing.T) {
 	for _, m := range lowLoadModes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			rc := redisrpctest.Redis(t)
-			q := newQueue(t)
-			redisrpctest.Serve(t, napMux(t, rc, q, m.opts...))
-			c := newClient(t, rc, q)
+			c := napService(t, m.opts...)
 			for round := range 2 {
 				slow := make(chan error, 1)
 				go func() {
@@ -233,10 +237,7 @@ func TestLowLoadStressMixed(t *testing.T) {
 	for _, m := range lowLoadModes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			rc := redisrpctest.Redis(t)
-			q := newQueue(t)
-			redisrpctest.Serve(t, napMux(t, rc, q, m.opts...))
-			c := newClient(t, rc, q)
+			c := napService(t, m.opts...)
 			var wg sync.WaitGroup
 			var late atomic.Int64
 			for g := range 3 {
