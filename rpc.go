@@ -123,8 +123,8 @@
 // dies, or loses Redis for longer than its heartbeat, while its handler
 // runs; the request is given back with no answer kept. Killing Redis (-9,
 // appendfsync always) 20 times under 64 callers with two such servers and
-// WithRetries(10) clients: all 47,541 calls answered, none run twice
-// (TestEffectivelyOnce).
+// two WithRetries(10) clients: all 33,924 calls of one run answered, none
+// run twice (TestEffectivelyOnce).
 //
 // Retries (WithRetries on the Client): a call is sent again, with the same
 // id, only where that cannot run its request twice: where it cannot have
