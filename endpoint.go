@@ -171,25 +171,25 @@ func (e Endpoint[Req, Resp]) encode(codec Codec, req Req) (wire.FunctionCall, er
 }
 
 // decodeArgs maps the arguments of a call onto a Req with codec, following the
-// table in the package documentation.
-func decodeArgs[Req any](codec Codec, fc *wire.FunctionCall) (Req, error) {
+// table in the package documentation, and returns the JSON it decoded.
+func decodeArgs[Req any](codec Codec, fc *wire.FunctionCall) (Req, []byte, error) {
 	var req Req
 	data, alt, err := fc.ArgsJSON()
 	if err != nil || data == nil {
-		return req, err
+		return req, nil, err
 	}
 	err = codec.Unmarshal(data, &req)
 	if err == nil || alt == nil {
-		return req, err
+		return req, data, err
 	}
 	// One positional argument that does not fit Req may still be the whole
 	// argument list of a slice-typed Req, as WithPositionalArgs sends it; and
 	// named arguments with one member, its value: add(number=5) into a number.
 	var other Req
 	if codec.Unmarshal(alt, &other) == nil {
-		return other, nil
+		return other, alt, nil
 	}
-	return req, err
+	return req, data, err
 }
 
 // Side says where code runs: in a Client making a call or in a Mux serving it.

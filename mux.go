@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"runtime/debug"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/registry"
+	"github.com/redisrpc/redisrpc/internal/schema"
 	"github.com/redisrpc/redisrpc/internal/server"
 	"github.com/redisrpc/redisrpc/internal/stats"
 	"github.com/redisrpc/redisrpc/internal/wire"
@@ -30,6 +33,7 @@ type muxConfig struct {
 	heartbeat     time.Duration
 	maxDeliveries int
 	redact        bool
+	strict        bool          // WithStrictDecoding
 	dedupe        time.Duration // 0: off; < 0: the default window
 }
 
@@ -114,6 +118,18 @@ func WithDedupe(window time.Duration) MuxOption {
 	})
 }
 
+// WithStrictDecoding makes a Mux answer requests that carry members its
+// handler's request type has no field for, at any depth, with
+// CodeInvalidArgument naming them all, rather than ignore them as
+// encoding/json does: a caller that sends {"qty": 2} to a type that reads
+// "quantity" learns of it at its first call. A member matches a field as the
+// codec reads it, without regard to case; members of maps, of any and of
+// types with their own UnmarshalJSON are never unknown. By default unknown
+// members are ignored.
+func WithStrictDecoding() MuxOption {
+	return muxOption(func(c *muxConfig) { c.strict = true })
+}
+
 // WithRedactedErrors makes a Mux answer handler errors that are not an
 // *Error with CodeInternal and the message "internal error", and log their
 // text instead, so that internal details do not reach callers. By default
@@ -127,11 +143,12 @@ func WithRedactedErrors() MuxOption {
 // with interceptors, decode gives them the request as an any and call runs
 // the handler with it.
 type handler struct {
-	direct func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error)
-	decode func(fc *wire.FunctionCall) (any, error)
-	call   func(ctx context.Context, req any) (any, error)
-	types  [2]string // Go types of the request and response, for the registry
-	stats  stats.Function
+	direct  func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error)
+	decode  func(fc *wire.FunctionCall) (any, error)
+	call    func(ctx context.Context, req any) (any, error)
+	types   [2]string          // Go types of the request and response, for the registry
+	schemas [2]json.RawMessage // and their JSON Schemas
+	stats   stats.Function
 }
 
 // Mux serves the functions registered on it from one request queue. Register
@@ -198,15 +215,26 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 		panic("redisrpc: Handle with a zero Endpoint; make endpoints with NewEndpoint")
 	}
 	codec := m.cfg.codec
+	reqType, respType := reflect.TypeFor[Req](), reflect.TypeFor[Resp]()
+	var strict *schema.Schema // the request's schema, to find unknown members
+	if m.cfg.strict {
+		strict = schema.Of(reqType)
+	}
 	decode := func(fc *wire.FunctionCall) (Req, error) {
-		req, err := decodeArgs[Req](codec, fc)
+		req, data, err := decodeArgs[Req](codec, fc)
 		if err != nil {
 			return req, NewError(CodeInvalidArgument, fmt.Sprintf("%s: %v", e.name, err))
+		}
+		if strict != nil && data != nil {
+			if unknown := schema.Unknown(strict, data); len(unknown) > 0 {
+				return req, NewError(CodeInvalidArgument, fmt.Sprintf("%s: the request has %s, which %s lacks", e.name, members(unknown), reqType))
+			}
 		}
 		return req, nil
 	}
 	m.register(e.name, &handler{
-		types: [2]string{reflect.TypeFor[Req]().String(), reflect.TypeFor[Resp]().String()},
+		types:   [2]string{reqType.String(), respType.String()},
+		schemas: [2]json.RawMessage{schema.For(reqType), schema.For(respType)},
 		direct: func(ctx context.Context, fc *wire.FunctionCall) (json.RawMessage, error) {
 			req, err := decode(fc)
 			if err != nil {
@@ -396,7 +424,8 @@ func (m *Mux) info() registry.Info {
 	handlers := *m.handlers.Load()
 	for _, name := range slices.Sorted(maps.Keys(handlers)) {
 		h := handlers[name]
-		info.Functions = append(info.Functions, registry.Function{Name: name, Request: h.types[0], Response: h.types[1]})
+		info.Functions = append(info.Functions, registry.Function{Name: name, Request: h.types[0], Response: h.types[1],
+			RequestSchema: h.schemas[0], ResponseSchema: h.schemas[1]})
 		add(name, &h.stats)
 	}
 	add("", &m.unknown)
@@ -559,4 +588,16 @@ func (m *Mux) failure(ctx context.Context, req *wire.Request, err error) wire.Re
 		return wire.Failure(req.ID, string(CodeInternal), "internal error")
 	}
 	return wire.Failure(req.ID, "", err.Error())
+}
+
+// members lists names for a sentence: the member "a", the members "a" and "b".
+func members(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	if len(q) == 1 {
+		return "the member " + q[0]
+	}
+	return "the members " + strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }

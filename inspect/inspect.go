@@ -16,6 +16,7 @@ package inspect
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strconv"
@@ -128,9 +129,11 @@ type Server struct {
 	Updated     time.Time // of its last beat; zero if it has published nothing yet
 }
 
-// Function is a function a server serves, with its Go types.
+// Function is a function a server serves, with its Go types and their JSON
+// Schemas (draft 2020-12), nil from older servers, which publish none.
 type Function struct {
-	Name, Request, Response string
+	Name, Request, Response       string
+	RequestSchema, ResponseSchema json.RawMessage
 }
 
 // List is one request list of a queue.

@@ -1,7 +1,9 @@
 package inspect_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -86,8 +88,11 @@ func TestInspect(t *testing.T) {
 				s.PID == 0 || s.Host == "" || s.Version == "" || time.Since(s.Started) > time.Minute || time.Since(s.Updated) > time.Second || s.InFlight != 1 {
 				t.Errorf("the server: got %+v", s)
 			}
-			want := []inspect.Function{{"add", "float64", "float64"}, {"hold", "string", "string"}}
-			if !slices.Equal(got.Functions, want) {
+			want := []inspect.Function{
+				{Name: "add", Request: "float64", Response: "float64", RequestSchema: schemaOf("number"), ResponseSchema: schemaOf("number")},
+				{Name: "hold", Request: "string", Response: "string", RequestSchema: schemaOf("string"), ResponseSchema: schemaOf("string")},
+			}
+			if !slices.EqualFunc(got.Functions, want, sameFunction) {
 				t.Errorf("functions: got %+v, want %+v", got.Functions, want)
 			}
 			st := got.Stats["add"]
@@ -306,4 +311,14 @@ func TestCallAll(t *testing.T) {
 	if len(res) != 3 || late != 1 {
 		t.Errorf("with one server too slow: got %d results, %d late; want 3, 1", len(res), late)
 	}
+}
+
+// schemaOf is the JSON Schema a server publishes for a Go type of one JSON type.
+func schemaOf(typ string) json.RawMessage {
+	return json.RawMessage(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"` + typ + `"}`)
+}
+
+func sameFunction(a, b inspect.Function) bool {
+	return a.Name == b.Name && a.Request == b.Request && a.Response == b.Response &&
+		bytes.Equal(a.RequestSchema, b.RequestSchema) && bytes.Equal(a.ResponseSchema, b.ResponseSchema)
 }

@@ -39,11 +39,14 @@ type Info struct {
 	Updated   int64      `json:"updated"` // Unix ms of this beat
 }
 
-// Function is a function a server serves, with its Go types.
+// Function is a function a server serves, with its Go types and their JSON
+// Schemas (draft 2020-12), which older servers do not publish.
 type Function struct {
-	Name     string `json:"name"`
-	Request  string `json:"request"`
-	Response string `json:"response"`
+	Name           string          `json:"name"`
+	Request        string          `json:"request"`
+	Response       string          `json:"response"`
+	RequestSchema  json.RawMessage `json:"request_schema,omitempty"`
+	ResponseSchema json.RawMessage `json:"response_schema,omitempty"`
 }
 
 // Stats are a server's counts since it started.
