@@ -189,6 +189,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -196,6 +197,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/redisrpc/redisrpc/internal/client"
+	"github.com/redisrpc/redisrpc/internal/contract"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -425,12 +427,13 @@ func WithInterceptors(interceptors ...Interceptor) Option {
 
 type clientConfig struct {
 	shared
-	classic     bool
-	forward     bool
-	failFast    bool
-	timeout     time.Duration
-	maxInFlight int
-	retries     int
+	classic        bool
+	forward        bool
+	failFast       bool
+	timeout        time.Duration
+	maxInFlight    int
+	retries        int
+	strictContract bool
 }
 
 // WithRetries makes a Client send a call again, up to n times, with the same
@@ -491,6 +494,19 @@ func WithMetaForwarding() ClientOption {
 	return clientOption(func(c *clientConfig) { c.forward = true })
 }
 
+// WithStrictContract makes a Client's calls of an endpoint whose types break
+// the contract of the live servers fail at once, unsent, with
+// CodeInvalidArgument and the text of the drift: a member the client sends
+// that the server's request type lacks, one the server reads that the client
+// never sends, one the client reads that the server never sends, or a member
+// of another type (Mux.Handle publishes each function's schemas in the
+// registry). A member the server sends that the client's response type lacks
+// breaks nothing, and is logged alone. By default every drift is logged, once
+// per endpoint, and calls go on.
+func WithStrictContract() ClientOption {
+	return clientOption(func(c *clientConfig) { c.strictContract = true })
+}
+
 // WithCallTimeout sets the deadline of calls whose context has none, so that
 // no call waits for ever and none of its requests waits in the queue for
 // ever: servers drop requests past their deadline. The default is 30
@@ -506,10 +522,11 @@ func WithCallTimeout(d time.Duration) ClientOption {
 // Client calls the functions served on one request queue. It is safe for
 // concurrent use. Its zero value is not usable; make one with NewClient.
 type Client struct {
-	queue  string
-	cfg    clientConfig
-	engine *client.Client
-	call   CallFunc // the interceptors around send, or nil without any
+	queue     string
+	cfg       clientConfig
+	engine    *client.Client
+	call      CallFunc // the interceptors around send, or nil without any
+	contracts contract.Checker
 }
 
 // NewClient returns a Client for the service whose request queue is queue. It
@@ -522,7 +539,7 @@ func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 	for _, o := range opts {
 		o.applyToClient(&cfg)
 	}
-	c := &Client{queue: queue, cfg: cfg}
+	c := &Client{queue: queue, cfg: cfg, contracts: contract.Checker{Logger: cfg.logger, Queue: queue}}
 	c.engine = client.New(rc, client.Config{
 		Queue: queue, Classic: cfg.classic, Logger: cfg.logger, MaxMessage: cfg.maxMessage,
 		Closed: ErrClientClosed, NoID: ErrClassicServer, TooLarge: ErrTooLarge,
@@ -646,6 +663,9 @@ func CallAll[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp
 // a call, around which interceptors run.
 func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], info *CallInfo, req Req, server string) (Resp, error) {
 	var resp Resp
+	if err := c.checkContract(ctx, e.name, reflect.TypeFor[Req](), reflect.TypeFor[Resp]()); err != nil {
+		return resp, err
+	}
 	fc, err := e.encode(c.cfg.codec, req)
 	if err != nil {
 		return resp, err
@@ -672,6 +692,24 @@ func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 		return resp, fmt.Errorf("decoding the result: %w", err)
 	}
 	return resp, nil
+}
+
+// checkContract compares the types of the endpoint function with the live
+// servers' schemas, logging a drift once, and with WithStrictContract fails
+// where it breaks. Classic servers publish none.
+func (c *Client) checkContract(ctx context.Context, function string, req, resp reflect.Type) error {
+	if c.cfg.classic {
+		return nil
+	}
+	published, err := c.engine.Published(ctx)
+	if err != nil {
+		return err
+	}
+	drift := c.contracts.Check(function, req, resp, published)
+	if c.cfg.strictContract && drift.Breaking {
+		return &Error{Code: CodeInvalidArgument, Message: drift.Text}
+	}
+	return nil
 }
 
 // decodeResponse returns the return value of a raw response, or its failure

@@ -2256,3 +2256,88 @@ func TestBusyServerHoldsCallsFromIdleOne(t *testing.T) {
 		t.Errorf("%d of 4 calls of 1 ms, made while one of two servers ran a 1.2 s handler and the other was idle, hit their 600 ms deadline; want each served by the idle server", failed)
 	}
 }
+
+type order struct {
+	Item     string `json:"item"`
+	Quantity int    `json:"quantity"`
+	Lines    []struct {
+		SKU string `json:"sku"`
+	} `json:"lines,omitempty"`
+}
+
+// TestStrictDecoding: WithStrictDecoding answers a request with members the
+// handler's type lacks, at any depth, with invalid_argument naming them all,
+// and runs none; members that match without regard to case are read; a Mux
+// without it ignores them.
+func TestStrictDecoding(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	ctx := timeout(t, 10*time.Second)
+	place := redisrpc.NewEndpoint[order, int]("place")
+	raw := redisrpc.NewEndpoint[json.RawMessage, int]("place")
+	for _, strict := range []bool{true, false} {
+		q := newQueue(t)
+		opts := []redisrpc.MuxOption{redisrpc.WithLogger(quiet)}
+		if strict {
+			opts = append(opts, redisrpc.WithStrictDecoding())
+		}
+		mux := redisrpc.NewMux(rc, q, opts...)
+		var ran atomic.Int64
+		redisrpc.Handle(mux, place, func(_ context.Context, o order) (int, error) { ran.Add(1); return o.Quantity, nil })
+		serve(t, mux)
+		c := newClient(t, rc, q)
+		got, err := redisrpc.Call(ctx, c, raw, json.RawMessage(`{"ITEM":"tea","Quantity":2,"lines":[{"sku":"a"}]}`))
+		if err != nil || got != 2 {
+			t.Fatalf("strict %v, case folded members: got %d, %v; want 2", strict, got, err)
+		}
+		_, err = redisrpc.Call(ctx, c, raw, json.RawMessage(`{"item":"tea","qty":2,"lines":[{"sku":"a","qty":1}]}`))
+		if !strict {
+			if err != nil {
+				t.Errorf("without WithStrictDecoding: got %v, want unknown members ignored", err)
+			}
+			continue
+		}
+		want := `place: the request has the members "lines[].qty" and "qty", which redisrpc_test.order lacks`
+		var rerr *redisrpc.Error
+		if !errors.As(err, &rerr) || rerr.Code != redisrpc.CodeInvalidArgument || rerr.Message != want {
+			t.Errorf("got %v, want invalid_argument: %s", err, want)
+		}
+		if ran.Load() != 1 {
+			t.Errorf("the handler ran %d times, want 1: not for the request with unknown members", ran.Load())
+		}
+	}
+}
+
+// TestStrictContractAddedMember: a server whose response has a member the
+// client's type lacks breaks nothing: the strict client's calls go on, and
+// the drift is logged.
+func TestStrictContractAddedMember(t *testing.T) {
+	t.Parallel()
+	rc := redisrpctest.Redis(t)
+	q := newQueue(t)
+	ctx := timeout(t, 10*time.Second)
+	type reply struct {
+		ID string `json:"id"`
+	}
+	type replyWithETA struct {
+		ID  string `json:"id"`
+		ETA int    `json:"eta"`
+	}
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
+	redisrpc.Handle(mux, redisrpc.NewEndpoint[string, replyWithETA]("ship"), func(_ context.Context, id string) (replyWithETA, error) {
+		return replyWithETA{ID: id, ETA: 3}, nil
+	})
+	serve(t, mux)
+	var mu sync.Mutex
+	var out bytes.Buffer
+	c := newClient(t, rc, q, redisrpc.WithStrictContract(), redisrpc.WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &out}, nil))))
+	got, err := redisrpc.Call(ctx, c, redisrpc.NewEndpoint[string, reply]("ship"), "p1")
+	if err != nil || got.ID != "p1" {
+		t.Fatalf("got %+v, %v; want p1", got, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := `ship: the server sends \"eta\", which the client's response type lacks`; !strings.Contains(out.String(), want) {
+		t.Errorf("got log %q, want %s", out.String(), want)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/redisrpc/redisrpc/internal/contract"
 	"github.com/redisrpc/redisrpc/internal/deadline"
 	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/lists"
@@ -53,11 +54,12 @@ const registryRefresh = 2 * time.Second
 
 // view is what a client last read of its servers in the registry.
 type view struct {
-	read       bool     // the registry could be read
-	live       int      // live servers
-	lists      []string // request lists: the queue and its shards
-	maxRequest int      // the least of the servers' and the client's limits
-	dedupe     bool     // every live server keeps answers (WithDedupe), and some is live
+	read       bool                // the registry could be read
+	live       int                 // live servers
+	lists      []string            // request lists: the queue and its shards
+	maxRequest int                 // the least of the servers' and the client's limits
+	dedupe     bool                // every live server keeps answers (WithDedupe), and some is live
+	published  *contract.Published // the live servers' schemas
 }
 
 const (
@@ -414,6 +416,16 @@ func (c *Client) Live(ctx context.Context) ([]string, error) {
 	return registry.LiveIDs(ctx, c.rc, c.cfg.Queue)
 }
 
+// Published returns the schemas the live servers publish, as last read, after
+// the first reading of the registry; nil before any reading succeeded.
+func (c *Client) Published(ctx context.Context) (*contract.Published, error) {
+	v, err := c.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.published, nil
+}
+
 // current returns the client's view of its servers, as read does; and with
 // FailFast, fails while it shows none.
 func (c *Client) current(ctx context.Context) (*view, error) {
@@ -490,7 +502,8 @@ func (c *Client) refresh(failing bool) bool {
 	// Every server serves the queue itself; its shards depend on its count
 	// (keys.Shards), so calls go to shards only where every live server
 	// registered the same count, and to the queue while none is live.
-	v := &view{read: true, live: len(infos), lists: []string{c.cfg.Queue}, maxRequest: c.cfg.MaxMessage, dedupe: len(infos) > 0}
+	v := &view{read: true, live: len(infos), lists: []string{c.cfg.Queue}, maxRequest: c.cfg.MaxMessage, dedupe: len(infos) > 0,
+		published: contract.Read(infos, old.published)}
 	shards := map[int]bool{}
 	unknown := false // a server has published no entry yet
 	for _, info := range infos {

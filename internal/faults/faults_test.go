@@ -67,6 +67,9 @@ func serverProcess() {
 		opts = append(opts, redisrpc.WithDedupe(0))
 	}
 	mux := redisrpc.NewMux(c, os.Getenv("FAULTS_QUEUE"), opts...)
+	if os.Getenv("FAULTS_MODE") == "drift" {
+		redisrpc.Handle(mux, serverPlaceOrder, placeOrder)
+	}
 	redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
 		if ms < 0 { // a poison request: it kills the server
 			os.Exit(3)

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -38,7 +39,7 @@ type Diff struct {
 func Compare(sender, reader *Schema) []Diff {
 	c := &comparison{sender: sender, reader: reader, seen: map[[2]*Schema]bool{}}
 	c.compare(sender, reader, "")
-	slices.SortStableFunc(c.diffs, func(a, b Diff) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortStableFunc(c.diffs, func(a, b Diff) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), strings.Compare(a.Path, b.Path)) })
 	return c.diffs
 }
 
