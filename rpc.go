@@ -663,7 +663,7 @@ func CallAll[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp
 // a call, around which interceptors run.
 func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], info *CallInfo, req Req, server string) (Resp, error) {
 	var resp Resp
-	if err := c.checkContract(ctx, e.name, reflect.TypeFor[Req](), reflect.TypeFor[Resp]()); err != nil {
+	if err := c.checkContract(ctx, e.name, reflect.TypeFor[Req](), reflect.TypeFor[Resp](), e.style == argsSpread); err != nil {
 		return resp, err
 	}
 	fc, err := e.encode(c.cfg.codec, req)
@@ -697,7 +697,7 @@ func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 // checkContract compares the types of the endpoint function with the live
 // servers' schemas, logging a drift once, and with WithStrictContract fails
 // where it breaks. Classic servers publish none.
-func (c *Client) checkContract(ctx context.Context, function string, req, resp reflect.Type) error {
+func (c *Client) checkContract(ctx context.Context, function string, req, resp reflect.Type, spread bool) error {
 	if c.cfg.classic {
 		return nil
 	}
@@ -705,7 +705,7 @@ func (c *Client) checkContract(ctx context.Context, function string, req, resp r
 	if err != nil {
 		return err
 	}
-	drift := c.contracts.Check(function, req, resp, published)
+	drift := c.contracts.Check(function, req, resp, spread, published)
 	if c.cfg.strictContract && drift.Breaking {
 		return &Error{Code: CodeInvalidArgument, Message: drift.Text}
 	}

@@ -17,6 +17,8 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("d", 10*time.Second, "how long to call")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
 	kwargs := fs.String("kwargs", "", "named arguments, a JSON object, instead of ARGs")
+	meta := metaFlag{}
+	fs.Var(meta, "meta", "`key=value` metadata to send with each call; repeatable")
 	rest, err := e.parse(fs, args, 2, "QUEUE FUNCTION [ARG ...]")
 	if err != nil {
 		return err
@@ -35,6 +37,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	ctx = meta.with(ctx)
 	// One call first: a service that cannot answer is told at once.
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	_, err = call(cctx)

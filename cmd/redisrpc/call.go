@@ -5,23 +5,52 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redisrpc/redisrpc"
 )
 
 // parseArgs turns command-line words into JSON values: each that is JSON
-// as it is, any other as a string.
-func parseArgs(words []string) []json.RawMessage {
+// as it is, any other as a string, except one that starts as an object or
+// an array does: that is JSON mistyped.
+func parseArgs(words []string) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, len(words))
 	for i, w := range words {
-		if json.Valid([]byte(w)) {
+		var v any
+		err := json.Unmarshal([]byte(w), &v)
+		switch {
+		case err == nil:
 			out[i] = json.RawMessage(w)
-		} else {
+		case strings.HasPrefix(strings.TrimSpace(w), "{") || strings.HasPrefix(strings.TrimSpace(w), "["):
+			return nil, usagef("ARG %d, %s, is not JSON: %v; quote it for the shell, as '{\"qty\":2}'", i+1, w, err)
+		default:
 			out[i], _ = json.Marshal(w)
 		}
 	}
-	return out
+	return out, nil
+}
+
+// metaFlag is -meta key=value, repeatable: metadata sent with each call.
+type metaFlag map[string]string
+
+func (m metaFlag) String() string { return "" }
+
+func (m metaFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", s)
+	}
+	m[k] = v
+	return nil
+}
+
+// with returns ctx carrying m as the metadata of its calls.
+func (m metaFlag) with(ctx context.Context) context.Context {
+	if len(m) == 0 {
+		return ctx
+	}
+	return redisrpc.WithOutgoingMeta(ctx, m)
 }
 
 // caller calls one function with fixed arguments.
@@ -43,7 +72,10 @@ func newCaller(c *redisrpc.Client, function string, args []string, kwargs string
 			return redisrpc.Call(ctx, c, e, json.RawMessage(kwargs))
 		}, nil
 	}
-	values := parseArgs(args)
+	values, err := parseArgs(args)
+	if err != nil {
+		return nil, err
+	}
 	e := redisrpc.NewEndpoint[[]json.RawMessage, json.RawMessage](function, redisrpc.WithPositionalArgs())
 	return func(ctx context.Context) (json.RawMessage, error) {
 		return redisrpc.Call(ctx, c, e, values)
@@ -56,6 +88,8 @@ func cmdCall(ctx context.Context, e *env, args []string) error {
 	kwargs := fs.String("kwargs", "", "named arguments, a JSON object, instead of ARGs")
 	classic := fs.Bool("classic", false, "call a classic (Python, Ruby, PHP) server, which does not echo request ids")
 	wait := fs.Bool("wait", false, "wait for a server to take the call even when none is registered")
+	meta := metaFlag{}
+	fs.Var(meta, "meta", "`key=value` metadata to send, as an interceptor reads it; repeatable")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: redisrpc call [flags] QUEUE FUNCTION [ARG ...]\n\nEach ARG is a JSON value; a bare word that is not JSON is a string.")
 		fs.PrintDefaults()
@@ -82,7 +116,7 @@ func cmdCall(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(meta.with(ctx), *timeout)
 	defer cancel()
 	result, err := call(ctx)
 	if err != nil {

@@ -145,7 +145,9 @@ func TestLsInfoStatsBench(t *testing.T) {
 	}
 	code, stdout, _ = cli(t, srv.URL, "info", q)
 	if code != 0 || !strings.Contains(stdout, "1 live servers") || !containsLine(stdout, "at-most-once", "64", "1048576") ||
-		!containsLine(stdout, "greet", "main.greeting", "string") || !containsLine(stdout, "sum", "[]float64", "float64") {
+		!containsLine(stdout, "greet", "request", "main.greeting", "{name: string, times: integer}") ||
+		!containsLine(stdout, "response", "string", "string") ||
+		!containsLine(stdout, "sum", "request", "[]float64", "[]number") || !containsLine(stdout, "response", "float64", "number") {
 		t.Errorf("info: got %d:\n%s", code, stdout)
 	}
 	code, stdout, _ = cli(t, srv.URL, "stats", q)
@@ -158,6 +160,145 @@ func TestLsInfoStatsBench(t *testing.T) {
 	if code := run(ctx, []string{"stats", "-url", srv.URL, "-watch", "-interval", "500ms", q}, &watch, &watch); code != 0 ||
 		strings.Count(watch.String(), "\033[2J") < 2 || !strings.Contains(watch.String(), "CALLS/S") {
 		t.Errorf("stats -watch: got %d:\n%q", code, watch.String())
+	}
+}
+
+// TestContract: info shows each function's members, schema prints the
+// live servers' contract, and check compares them with a saved one: exit 0
+// while they keep it, 1 with the drift where they break it, 0 where a change
+// is compatible.
+func TestContract(t *testing.T) {
+	srv, rc := realRedisClient(t)
+	q := redisrpctest.Queue(t)
+	serveShop(t, rc, q)
+
+	code, stdout, stderr := cli(t, srv.URL, "schema", q)
+	if code != 0 {
+		t.Fatalf("schema: got %d, %s", code, stderr)
+	}
+	var saved contractFile
+	if err := json.Unmarshal([]byte(stdout), &saved); err != nil || saved.Queue != q || len(saved.Functions) != 3 {
+		t.Fatalf("schema: got %v, %s; want the contract of greet, order and sum", err, stdout)
+	}
+	wantGreet := `{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"main.greeting","type":"object",` +
+		`"properties":{"name":{"type":"string"},"times":{"type":"integer"}},"required":["name","times"]}`
+	if got := compact(t, saved.Functions["greet"].Request); got != wantGreet {
+		t.Errorf("greet's request: got %s, want %s", got, wantGreet)
+	}
+	code, stdout, _ = cli(t, srv.URL, "schema", q, "greet")
+	var one contractFile
+	if json.Unmarshal([]byte(stdout), &one); code != 0 || len(one.Functions) != 1 || one.Functions["greet"].Request == nil {
+		t.Errorf("schema %s greet: got %d, %s; want greet alone", q, code, stdout)
+	}
+	if code, _, stderr := cli(t, srv.URL, "schema", q, "nope"); code != 1 || !strings.Contains(stderr, "publishes a schema for nope") {
+		t.Errorf("schema of a function not served: got %d, %s", code, stderr)
+	}
+
+	dir := t.TempDir()
+	write := func(name string, c contractFile) string {
+		b, _ := json.Marshal(c)
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	if code, stdout, stderr := cli(t, srv.URL, "check", q, write("same.json", saved)); code != 0 || stdout != "" || !strings.Contains(stderr, "keep the contract") {
+		t.Errorf("check, unchanged: got %d, %q, %q; want 0", code, stdout, stderr)
+	}
+
+	// A contract whose greet sends count, not times, and whose sum reads a
+	// member the server does not send; its order is unknown to the server,
+	// and the server's greet answers a string where it reads an object.
+	drifted := contractFile{Queue: q, Functions: map[string]contractPairs{
+		"greet": {Request: json.RawMessage(strings.Replace(wantGreet, "times", "count", 2)), Response: saved.Functions["greet"].Response},
+		"sum":   {Request: saved.Functions["sum"].Request, Response: json.RawMessage(`{"type":"object","properties":{"total":{"type":"number"}}}`)},
+		"gone":  saved.Functions["order"],
+	}}
+	code, stdout, stderr = cli(t, srv.URL, "check", q, write("drifted.json", drifted))
+	want := "gone: no live server serves it\n" +
+		`greet: the client sends "count", which the server's request type lacks; the server reads "times", which the client never sends` + "\n" +
+		"sum: the server sends a number as the response, which the client reads as an object\n" +
+		"order: served, and not in " + filepath.Join(dir, "drifted.json") + " (compatible)\n"
+	if code != 1 || stdout != want || !strings.Contains(stderr, "in 3 of its 3 functions") {
+		t.Errorf("check, drifted: got %d,\n%s%s\nwant 1,\n%s", code, stdout, stderr, want)
+	}
+
+	// The server's answer has a member the contract lacks: compatible.
+	added := contractFile{Queue: q, Functions: map[string]contractPairs{
+		"greet": {Request: saved.Functions["greet"].Request, Response: saved.Functions["greet"].Response},
+	}}
+	code, _, stderr = cli(t, srv.URL, "check", q, write("added.json", added))
+	if code != 0 || !strings.Contains(stderr, "keep the contract") {
+		t.Errorf("check, a subset: got %d, %s; want 0", code, stderr)
+	}
+	if code, _, stderr := cli(t, srv.URL, "check", q, filepath.Join(dir, "missing.json")); code != 1 || !strings.Contains(stderr, "no such file") {
+		t.Errorf("check, no file: got %d, %s", code, stderr)
+	}
+	if code, _, stderr := cli(t, srv.URL, "check", q+":nobody", write("x.json", saved)); code != 1 || !strings.Contains(stderr, "no live server") {
+		t.Errorf("check, no server: got %d, %s", code, stderr)
+	}
+}
+
+func compact(t *testing.T, b json.RawMessage) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+// TestArgumentsAndMeta: flags may follow the arguments, negative numbers
+// are arguments, -meta sends metadata an interceptor reads, help and -h
+// exit 0, and an argument that starts as JSON and is not is an error.
+func TestArgumentsAndMeta(t *testing.T) {
+	srv, rc := realRedisClient(t)
+	q := redisrpctest.Queue(t)
+	auth := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			if info.Meta["token"] != "s3cret" {
+				return nil, redisrpc.NewError("permission_denied", "no token")
+			}
+			return next(ctx, info, req)
+		}
+	}
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithInterceptors(auth))
+	redisrpc.Handle(mux, sum, func(_ context.Context, xs []float64) (float64, error) {
+		var s float64
+		for _, x := range xs {
+			s += x
+		}
+		return s, nil
+	})
+	redisrpctest.Serve(t, mux)
+	for _, tt := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string
+	}{
+		{[]string{"call", q, "sum", "1", "2"}, 1, "", "permission_denied: no token"},
+		{[]string{"call", "-meta", "token=s3cret", q, "sum", "1", "2"}, 0, "3\n", ""},
+		{[]string{"call", q, "sum", "1", "-5", "-meta", "token=s3cret", "-timeout", "5s"}, 0, "-4\n", ""},
+		{[]string{"call", q, "-meta=token=s3cret", "sum", "--", "-1", "-meta"}, 1, "", "invalid_argument"},
+		{[]string{"call", q, "sum", "-meta", "token"}, 2, "", "want key=value"},
+		{[]string{"call", q, "sum", "[1,"}, 2, "", "ARG 1, [1,, is not JSON"},
+		{[]string{"call", q, "sum", "{x}"}, 2, "", "is not JSON"},
+		{[]string{"bench", "-c", "1", "-d", "200ms", q, "sum", "1", "-meta", "token=s3cret"}, 0, "0 failed", ""},
+		{[]string{"bench", "-c", "1", "-d", "200ms", q, "sum", "1"}, 1, "", "permission_denied"},
+		{[]string{"call", "-h"}, 0, "", "usage: redisrpc call"},
+	} {
+		code, stdout, stderr := cli(t, srv.URL, tt.args...)
+		if code != tt.code || !strings.Contains(stdout, tt.stdout) || (tt.stdout == "" && stdout != "") || !strings.Contains(stderr, tt.stderr) {
+			t.Errorf("redisrpc %s:\n got %d, stdout %q, stderr %q\nwant %d, stdout %q, stderr with %q",
+				strings.Join(tt.args, " "), code, stdout, stderr, tt.code, tt.stdout, tt.stderr)
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"help", "check"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != 0 || stdout.Len()+stderr.Len() == 0 {
+			t.Errorf("redisrpc %s: got %d, %q %q; want 0 and the usage", strings.Join(args, " "), code, stdout.String(), stderr.String())
+		}
 	}
 }
 

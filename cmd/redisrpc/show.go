@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redisrpc/redisrpc/inspect"
+	"github.com/redisrpc/redisrpc/internal/schema"
 )
 
 func cmdLs(ctx context.Context, e *env, args []string) error {
@@ -72,9 +74,10 @@ func cmdInfo(ctx context.Context, e *env, args []string) error {
 		w.Flush()
 		fmt.Fprintln(e.stdout)
 		w = tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "FUNCTION\tREQUEST\tRESPONSE")
+		fmt.Fprintln(w, "FUNCTION\t\tGO TYPE\tMEMBERS")
 		for _, f := range q.Functions {
-			fmt.Fprintf(w, "%s\t%s\t%s\n", f.Name, f.Request, f.Response)
+			fmt.Fprintf(w, "%s\trequest\t%s\t%s\n", f.Name, f.Request, members(f.RequestSchema))
+			fmt.Fprintf(w, "\tresponse\t%s\t%s\n", f.Response, members(f.ResponseSchema))
 		}
 		w.Flush()
 	}
@@ -190,6 +193,19 @@ func printStats(out io.Writer, q *inspect.Queue, rates map[string]inspect.Rate) 
 		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\n", label, st.Calls, errs, round(st.P50), round(st.P90), round(st.P99), strings.Join(codes, ", "))
 	}
 	w.Flush()
+}
+
+// members describes the JSON a schema allows, briefly: {item: string,
+// qty?: integer}, ? marking members that may be left out.
+func members(raw json.RawMessage) string {
+	if raw == nil {
+		return "(not published: an older server)"
+	}
+	s, err := schema.Parse(raw)
+	if err != nil {
+		return "(a schema that does not parse)"
+	}
+	return schema.Describe(s)
 }
 
 // codeName is how a list shows an error code.

@@ -88,7 +88,17 @@ type Drift struct {
 // and resp differs from a server publishing server; sender and reader name
 // the two ("the client", "the server").
 func Between(function string, req, resp *schema.Schema, server *Pair, client, srv string) Drift {
+	return between(function, req, resp, false, server, client, srv)
+}
+
+// between is Between, where spread says the client sends the items of its
+// request, an array, as the positional arguments of the call: one reaches a
+// server whose request type is no array as the whole request.
+func between(function string, req, resp *schema.Schema, spread bool, server *Pair, client, srv string) Drift {
 	sreq, sresp := server.parsed()
+	if spread && sreq != nil && req.Items != nil && !slices.Contains(sreq.Type, "array") {
+		req = req.Items
+	}
 	var clauses []string
 	breaking := false
 	if sreq != nil {
@@ -122,6 +132,7 @@ type Checker struct {
 type key struct {
 	name      string
 	req, resp reflect.Type
+	spread    bool
 }
 
 type endpoint struct {
@@ -138,12 +149,13 @@ type checked struct {
 
 // Check returns how the endpoint function, of request and response types req
 // and resp, differs from what published holds of it, logging the drift the
-// first time it is seen.
-func (c *Checker) Check(function string, req, resp reflect.Type, published *Published) Drift {
+// first time it is seen. spread says the endpoint sends its request's items
+// as positional arguments (WithPositionalArgs).
+func (c *Checker) Check(function string, req, resp reflect.Type, spread bool, published *Published) Drift {
 	if published == nil {
 		return Drift{}
 	}
-	k := key{function, req, resp}
+	k := key{function, req, resp, spread}
 	v, ok := c.endpoints.Load(k)
 	if !ok {
 		v, _ = c.endpoints.LoadOrStore(k, &endpoint{req: schema.Of(req), resp: schema.Of(resp)})
@@ -155,7 +167,7 @@ func (c *Checker) Check(function string, req, resp reflect.Type, published *Publ
 	var drift Drift
 	var texts []string
 	for _, pair := range published.functions[function] {
-		d := Between(function, e.req, e.resp, pair, "the client", "the server")
+		d := between(function, e.req, e.resp, k.spread, pair, "the client", "the server")
 		if d.Text != "" && !slices.Contains(texts, d.Text) {
 			texts = append(texts, d.Text)
 			drift.Breaking = drift.Breaking || d.Breaking
