@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"reflect"
 	"runtime/debug"
 	"slices"
@@ -382,6 +383,35 @@ func (m *Mux) Stats() Stats {
 // refusing the server's commands). It is meant for tests and readiness
 // probes.
 func (m *Mux) Ready() <-chan struct{} { return m.server.Ready() }
+
+// HealthHandler returns an http.Handler for a platform's probes of m
+// (Kubernetes' livenessProbe and readinessProbe). At a path ending in
+// /livez it answers 200 while m is live: Serve runs, and its pops return
+// (they fail while Redis is down, which a restart would not mend), or every
+// handler slot is busy; and 503 where Serve has not started or has returned,
+// or its pops have not returned for 13 s, which restarting mends.
+// At any other path (/readyz) it answers 200 while m is ready: live,
+// registered within its heartbeat, taking requests (its last pop answered
+// within 7 s, or every slot busy) and not shutting down; else 503. The body
+// says why, in a line of text. It is safe for concurrent use.
+//
+//	http.Handle("/livez", mux.HealthHandler())
+//	http.Handle("/readyz", mux.HealthHandler())
+func (m *Mux) HealthHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := m.server.Health()
+		ok := h.Ready
+		if strings.HasSuffix(r.URL.Path, "/livez") {
+			ok = h.Live
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintf(w, "%s %s: %s\n", map[bool]string{true: "ok", false: "failing"}[ok], m.queue, h.Reason)
+	})
+}
 
 // ServeAndDrain serves until ctx ends, then drains, as a service does on
 // SIGTERM: it stops taking requests and gives running handlers up to grace

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"reflect"
 	"slices"
@@ -2339,5 +2340,80 @@ func TestStrictContractAddedMember(t *testing.T) {
 	defer mu.Unlock()
 	if want := `ship: the server sends \"eta\", which the client's response type lacks`; !strings.Contains(out.String(), want) {
 		t.Errorf("got log %q, want %s", out.String(), want)
+	}
+}
+
+// TestHealthHandler: the probes of a Mux before Serve, serving, with every
+// slot busy, with its Redis gone, and after Shutdown.
+func TestHealthHandler(t *testing.T) {
+	t.Parallel()
+	redis, err := localredis.StartEmbedded() // its own, to stop
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer redis.Close()
+	rc, err := redis.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	q := newQueue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(1), redisrpc.WithHeartbeat(300*time.Millisecond))
+	hold := make(chan struct{})
+	redisrpc.Handle(mux, redisrpc.NewEndpoint[int, int]("hold"), func(ctx context.Context, n int) (int, error) {
+		<-hold
+		return n, nil
+	})
+	probes := mux.HealthHandler()
+	probe := func(path string) (int, string) {
+		w := httptest.NewRecorder()
+		probes.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w.Code, w.Body.String()
+	}
+	want := func(when string, live, ready int, body string) {
+		t.Helper()
+		if code, got := probe("/livez"); code != live {
+			t.Errorf("%s: /livez got %d %q, want %d", when, code, got, live)
+		}
+		if code, got := probe("/readyz"); code != ready || !strings.Contains(got, body) {
+			t.Errorf("%s: /readyz got %d %q, want %d %q", when, code, got, ready, body)
+		}
+	}
+	want("before Serve", 503, 503, "not serving")
+
+	served := make(chan error, 1)
+	go func() { served <- mux.Serve(context.Background()) }()
+	<-mux.Ready()
+	want("serving", 200, 200, "ok "+q+": serving")
+
+	c := newClient(t, rc, q)
+	called := make(chan error, 1)
+	go func() { _, err := redisrpc.Call(timeout(t, 10*time.Second), c, redisrpc.NewEndpoint[int, int]("hold"), 1); called <- err }()
+	waitFor(t, func() bool { return mux.Stats().InFlight == 1 })
+	want("every slot busy", 200, 200, "every slot busy")
+	close(hold)
+	if err := <-called; err != nil {
+		t.Fatal(err)
+	}
+
+	redis.Close()
+	waitFor(t, func() bool { code, _ := probe("/readyz"); return code == 503 })
+	want("Redis gone", 200, 503, "not registered")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	mux.Shutdown(ctx)
+	<-served
+	want("after Shutdown", 503, 503, "not serving")
+}
+
+// waitFor waits up to 5 s for cond.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -29,6 +29,10 @@ func (r *run) loop(loop lists.Loop, share int) {
 			return
 		}
 		msgs, err := s.source.Pop(window.Context(), loop, PollInterval, n)
+		s.marks.looped.Store(time.Now().UnixNano())
+		if err == nil {
+			s.marks.popped.Store(time.Now().UnixNano())
+		}
 		r.unreserve(loop.List(), n)
 		if r.stopped() {
 			r.giveBack(msgs)

@@ -91,6 +91,7 @@ type Server struct {
 	ready             chan struct{} // closed once Serve has beaten the first time
 	readyOnce         sync.Once
 	started           time.Time
+	marks             struct{ registered, popped, looped atomicTime } // for Health
 
 	// Failures of Redis, each logged once an outage (package outage).
 	taking, beating, pushing, acking *outage.Log
@@ -352,6 +353,7 @@ func (s *Server) startBeating() (stop func(leaving func() (context.Context, cont
 	registered := func() bool {
 		ok := s.beat()
 		if ok {
+			s.marks.registered.Store(time.Now().UnixNano())
 			s.readyOnce.Do(func() { close(s.ready) })
 		}
 		return ok
