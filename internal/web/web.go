@@ -25,6 +25,7 @@ import (
 
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/inspect"
+	"github.com/redisrpc/redisrpc/internal/schema"
 )
 
 //go:embed assets
@@ -106,10 +107,16 @@ type Node struct {
 }
 
 // Function is a function served, with its counts since its servers started.
+// RequestMembers and ResponseMembers describe the JSON of each side
+// ({item: string, qty?: integer}); Example is a request the call form
+// starts from; all three are empty where the servers publish no schema.
 type Function struct {
-	Name     string            `json:"name"`
-	Request  string            `json:"request"`
-	Response string            `json:"response"`
+	Name            string          `json:"name"`
+	Request         string          `json:"request"`
+	Response        string          `json:"response"`
+	RequestMembers  string          `json:"request_members,omitempty"`
+	ResponseMembers string          `json:"response_members,omitempty"`
+	Example         json.RawMessage `json:"example,omitempty"`
 	Calls    uint64            `json:"calls"`
 	Errors   map[string]uint64 `json:"errors"`
 	P50US    int64             `json:"p50_us"`
@@ -269,8 +276,15 @@ func (s *Server) service(q *inspect.Queue, dead []inspect.DeadLetter) Service {
 	}
 	for _, f := range q.Functions {
 		st := q.Stats[f.Name]
-		svc.Functions = append(svc.Functions, Function{Name: f.Name, Request: f.Request, Response: f.Response,
-			Calls: st.Calls, Errors: st.Errors, P50US: st.P50.Microseconds(), P99US: st.P99.Microseconds()})
+		fn := Function{Name: f.Name, Request: f.Request, Response: f.Response,
+			Calls: st.Calls, Errors: st.Errors, P50US: st.P50.Microseconds(), P99US: st.P99.Microseconds()}
+		if req, err := schema.Parse(f.RequestSchema); err == nil && f.RequestSchema != nil {
+			fn.RequestMembers, fn.Example = schema.Describe(req), schema.Example(req)
+		}
+		if resp, err := schema.Parse(f.ResponseSchema); err == nil && f.ResponseSchema != nil {
+			fn.ResponseMembers = schema.Describe(resp)
+		}
+		svc.Functions = append(svc.Functions, fn)
 	}
 	for _, d := range dead {
 		svc.Dead = append(svc.Dead, Dead{Ref: d.Ref, List: d.List, At: d.At.UnixMilli(), Deliveries: d.Deliveries,
@@ -401,9 +415,13 @@ func (s *Server) call(ctx context.Context, body json.RawMessage) (any, error) {
 		Function string            `json:"function"`
 		Args     []json.RawMessage `json:"args"`
 		Kwargs   json.RawMessage   `json:"kwargs"`
+		Meta     map[string]string `json:"meta"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil || req.Queue == "" || req.Function == "" {
-		return nil, errors.New(`want {"queue": ..., "function": ..., "args": [...]} or "kwargs": {...}`)
+		return nil, errors.New(`want {"queue": ..., "function": ..., "args": [...]} or "kwargs": {...}, and "meta": {...} where it sends metadata`)
+	}
+	if _, empty := req.Meta[""]; empty {
+		return nil, errors.New("metadata with an empty key")
 	}
 	pc, err := s.client(req.Queue)
 	if err != nil {
@@ -413,6 +431,9 @@ func (s *Server) call(ctx context.Context, body json.RawMessage) (any, error) {
 	c := pc.c
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if len(req.Meta) > 0 {
+		ctx = redisrpc.WithOutgoingMeta(ctx, req.Meta)
+	}
 	var result json.RawMessage
 	if len(req.Kwargs) > 0 && string(req.Kwargs) != "null" && string(req.Kwargs) != "{}" {
 		if len(req.Args) > 0 {

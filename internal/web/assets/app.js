@@ -67,11 +67,39 @@ async function post(path, body) {
   return out;
 }
 
-// callForm is a service's form for calling a function by hand.
+// metaPairs reads "key=value, key=value" into an object, or throws.
+function metaPairs(text) {
+  const meta = {};
+  for (const pair of text.split(",").map(p => p.trim()).filter(p => p !== "")) {
+    const i = pair.indexOf("=");
+    if (i < 1) throw new Error(`metadata: want key=value, got "${pair}"`);
+    meta[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
+  }
+  return meta;
+}
+
+// callForm is a service's form for calling a function by hand: it shows
+// the chosen function's members and starts from an example request.
 function callForm(svc) {
   const result = el("div", {class: "result", id: "result-" + svc.queue});
   const select = el("select", {name: "function"});
   const args = el("input", {name: "args", placeholder: 'arguments: JSON values, as [5] or {"name": "Ann"}'});
+  const meta = el("input", {name: "meta", class: "meta", placeholder: "metadata: key=value, key=value"});
+  const members = el("div", {class: "members"});
+  let functions = svc.functions, example = "";
+  // show describes the chosen function, and puts its example in the form
+  // unless the form holds something else already.
+  const show = () => {
+    const f = functions.find(f => f.name === select.value);
+    members.replaceChildren();
+    if (!f) return;
+    if (f.request_members) members.append(el("div", {}, "request ", el("code", {}, f.request_members)));
+    if (f.response_members) members.append(el("div", {}, "response ", el("code", {}, f.response_members)));
+    const next = f.example !== undefined ? JSON.stringify(f.example) : "";
+    if (args.value === "" || args.value === example) args.value = next;
+    example = next;
+  };
+  select.addEventListener("change", show);
   const form = el("form", {class: "call", onsubmit: async ev => {
     ev.preventDefault();
     let parsed;
@@ -83,6 +111,14 @@ function callForm(svc) {
       return;
     }
     const body = {queue: svc.queue, function: select.value};
+    try {
+      const m = metaPairs(meta.value);
+      if (Object.keys(m).length) body.meta = m;
+    } catch (e) {
+      result.className = "result failed";
+      result.textContent = e.message;
+      return;
+    }
     if (Array.isArray(parsed)) body.args = parsed; else if (parsed !== null && typeof parsed === "object") body.kwargs = parsed; else body.args = [parsed];
     result.className = "result";
     result.textContent = "calling…";
@@ -95,8 +131,16 @@ function callForm(svc) {
       result.className = "result failed";
       result.textContent = e.message;
     }
-  }}, el("label", {}, "call "), select, args, el("button", {type: "submit"}, "Call"));
-  return {form, select, result};
+  }}, el("label", {}, "call "), select, args, meta, el("button", {type: "submit"}, "Call"), members);
+  // update takes the functions of a fresh state, keeping the choice.
+  const update = fs => {
+    functions = fs;
+    const cur = select.value;
+    select.replaceChildren(...fs.map(f => el("option", {value: f.name}, f.name)));
+    if (fs.some(f => f.name === cur)) select.value = cur;
+    show();
+  };
+  return {form, select, result, update};
 }
 
 function render(state) {
@@ -123,11 +167,7 @@ function render(state) {
       if (main.querySelector(".empty")) main.replaceChildren();
       main.append(card.root);
     }
-    if (card.call) {
-      const cur = card.call.select.value;
-      card.call.select.replaceChildren(...svc.functions.map(f => el("option", {value: f.name}, f.name)));
-      if (svc.functions.some(f => f.name === cur)) card.call.select.value = cur;
-    }
+    if (card.call) card.call.update(svc.functions);
     card.body.replaceChildren(...body(svc, state.actions, card.deadResult));
   }
   for (const [queue, card] of cards) {

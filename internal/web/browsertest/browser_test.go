@@ -189,6 +189,91 @@ func TestDashboard(t *testing.T) {
 	waitText(t, ctx, card(q), "1 live servers")
 }
 
+type order struct {
+	Item string `json:"item"`
+	Qty  int    `json:"qty"`
+}
+
+// TestCallForm: choosing a function shows its request's and response's
+// members and puts an example request in the form; the metadata field sends
+// metadata, which a service behind an auth interceptor needs.
+func TestCallForm(t *testing.T) {
+	ctx := browser(t)
+	rc := redisrpctest.Redis(t)
+	q := redisrpctest.Queue(t)
+	auth := func(next redisrpc.CallFunc) redisrpc.CallFunc {
+		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
+			if info.Meta["token"] != "s3cret" {
+				return nil, redisrpc.NewError("permission_denied", "no token")
+			}
+			return next(ctx, info, req)
+		}
+	}
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithInterceptors(auth))
+	redisrpc.Handle(mux, redisrpc.NewEndpoint[order, string]("place"), func(_ context.Context, o order) (string, error) {
+		return fmt.Sprintf("%d %s", o.Qty, o.Item), nil
+	})
+	redisrpc.Handle(mux, add, func(_ context.Context, x float64) (float64, error) { return x, nil })
+	redisrpctest.Serve(t, mux)
+	url := dashboard(t, rc)
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(css(card(q)+" form.call"))); err != nil {
+		t.Fatalf("loading the page: %v", err)
+	}
+	choose := fmt.Sprintf(`(() => {
+		const s = document.querySelector(%q);
+		s.value = "place";
+		s.dispatchEvent(new Event("change"));
+		return true;
+	})()`, card(q)+" select[name=function]")
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](choose)); err != nil {
+		t.Fatal(err)
+	}
+	members, err := chromedp.Run(ctx, chromedp.Text(css(card(q)+" .members")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q).value`, card(q)+" input[name=args]")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "request {item: string, qty: integer}"; !strings.Contains(members, want) || !strings.Contains(members, "response string") {
+		t.Errorf("the form shows %q, want %q and the response", members, want)
+	}
+	if want := `{"item":"","qty":0}`; example != want {
+		t.Errorf("the form starts from %q, want the example %s", example, want)
+	}
+	result := card(q) + " .result"
+	submit := func(args, meta string) string {
+		js := fmt.Sprintf(`(() => {
+			const c = document.querySelector(%q);
+			c.querySelector("input[name=args]").value = %q;
+			c.querySelector("input[name=meta]").value = %q;
+			c.querySelector(".result").textContent = "";
+			c.querySelector("button[type=submit]").click();
+			return true;
+		})()`, card(q), args, meta)
+		if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](js),
+			chromedp.Poll[chromedp.Void](`(t => t !== "" && !t.startsWith("calling"))(document.querySelector('`+result+`').textContent)`, chromedp.WithPollingTimeout(10*time.Second)),
+		); err != nil {
+			t.Fatalf("calling place(%s) with %q: %v", args, meta, err)
+		}
+		out, err := chromedp.Run(ctx, chromedp.Text(css(result)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := submit(`{"item":"tea","qty":2}`, ""); got != "permission_denied: no token" {
+		t.Errorf("without metadata the page shows %q, want permission_denied: no token", got)
+	}
+	if got := submit(`{"item":"tea","qty":2}`, "token=s3cret, trace=1"); got != `→ "2 tea"` {
+		t.Errorf("with the token the page shows %q, want → \"2 tea\"", got)
+	}
+	if got := submit(`{"item":"tea"}`, "token"); !strings.Contains(got, "want key=value") {
+		t.Errorf("with metadata that is no key=value the page shows %q, want it refused", got)
+	}
+}
+
 // waitText waits until the element sel holds want.
 func waitText(t *testing.T, ctx context.Context, sel, want string) {
 	t.Helper()
