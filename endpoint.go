@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redisrpc/redisrpc/internal/jsoncodec"
+	"github.com/redisrpc/redisrpc/internal/schema"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -73,6 +74,19 @@ func marshal(codec Codec, v any) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Describer is a type that gives its own JSON Schema (draft 2020-12), as the
+// JSON of one. Mux.Handle publishes each function's request and response
+// types in the registry as JSON Schema, derived from the Go type as the codec
+// encodes it (docs/protocol.md); a type with its own MarshalJSON or
+// UnmarshalJSON counts as any JSON value there, unless it is a Describer. A
+// Describer's schema is published as it gives it, and compared by its type,
+// properties, items and $ref.
+type Describer interface {
+	JSONSchema() json.RawMessage
+}
+
+var _ schema.Describer = Describer(nil) // the interface internal/schema looks for
 
 // Endpoint names a remote function taking a Req and returning a Resp. Both are
 // carried as JSON. An Endpoint is a small value, safe to copy and to share
