@@ -181,6 +181,19 @@
 // Redis and network failures of a call are an *Error with CodeUnavailable
 // that wraps the failure (errors.Is and errors.As reach it); they are never
 // retried.
+//
+// # The contract
+//
+// Handle publishes each function's request and response types in the
+// registry as JSON Schema, derived from the Go types as the codec encodes
+// them (Describer lets a type give its own). A Client compares its
+// endpoint's types with them and logs each drift once: a member one side
+// sends that the other does not read, or reads as another type.
+// WithStrictContract fails such calls with CodeInvalidArgument, unsent, and
+// WithStrictDecoding on the Mux answers requests with members the handler's
+// type lacks the same way. The redisrpc command prints the schemas (schema)
+// and compares the live servers with a saved contract (check). See
+// docs/protocol.md and README.md.
 package redisrpc
 
 import (

@@ -26,17 +26,18 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	if *callers < 1 || *duration <= 0 {
 		return usagef("-c must be at least 1 and -d more than 0")
 	}
+	queue, function := rest[0], rest[1]
+	makeCall, err := newCaller(function, rest[2:], *kwargs)
+	if err != nil {
+		return err
+	}
 	rc, err := e.connect()
 	if err != nil {
 		return err
 	}
-	queue, function := rest[0], rest[1]
 	c := redisrpc.NewClient(rc, queue, redisrpc.WithFailFast())
 	defer c.Close()
-	call, err := newCaller(c, function, rest[2:], *kwargs)
-	if err != nil {
-		return err
-	}
+	call := makeCall(c)
 	ctx = meta.with(ctx)
 	// One call first: a service that cannot answer is told at once.
 	cctx, cancel := context.WithTimeout(ctx, *timeout)

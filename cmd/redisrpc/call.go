@@ -56,9 +56,9 @@ func (m metaFlag) with(ctx context.Context) context.Context {
 // caller calls one function with fixed arguments.
 type caller func(ctx context.Context) (json.RawMessage, error)
 
-// newCaller returns a caller of function with args, or with kwargs, a JSON
-// object, where set.
-func newCaller(c *redisrpc.Client, function string, args []string, kwargs string) (caller, error) {
+// newCaller checks args, or kwargs, a JSON object, where set, and returns
+// what makes a caller of function with them, once connected.
+func newCaller(function string, args []string, kwargs string) (func(*redisrpc.Client) caller, error) {
 	if kwargs != "" {
 		if len(args) > 0 {
 			return nil, usagef("give ARGs or -kwargs, not both: a function takes positional or named arguments")
@@ -68,8 +68,10 @@ func newCaller(c *redisrpc.Client, function string, args []string, kwargs string
 			return nil, usagef("-kwargs %q: want a JSON object, such as '{\"name\":\"Ann\"}': %v", kwargs, err)
 		}
 		e := redisrpc.NewEndpoint[json.RawMessage, json.RawMessage](function, redisrpc.WithNamedArgs())
-		return func(ctx context.Context) (json.RawMessage, error) {
-			return redisrpc.Call(ctx, c, e, json.RawMessage(kwargs))
+		return func(c *redisrpc.Client) caller {
+			return func(ctx context.Context) (json.RawMessage, error) {
+				return redisrpc.Call(ctx, c, e, json.RawMessage(kwargs))
+			}
 		}, nil
 	}
 	values, err := parseArgs(args)
@@ -77,8 +79,10 @@ func newCaller(c *redisrpc.Client, function string, args []string, kwargs string
 		return nil, err
 	}
 	e := redisrpc.NewEndpoint[[]json.RawMessage, json.RawMessage](function, redisrpc.WithPositionalArgs())
-	return func(ctx context.Context) (json.RawMessage, error) {
-		return redisrpc.Call(ctx, c, e, values)
+	return func(c *redisrpc.Client) caller {
+		return func(ctx context.Context) (json.RawMessage, error) {
+			return redisrpc.Call(ctx, c, e, values)
+		}
 	}, nil
 }
 
@@ -98,11 +102,15 @@ func cmdCall(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	queue, function := rest[0], rest[1]
+	makeCall, err := newCaller(function, rest[2:], *kwargs)
+	if err != nil {
+		return err
+	}
 	rc, err := e.connect()
 	if err != nil {
 		return err
 	}
-	queue, function := rest[0], rest[1]
 	var opts []redisrpc.ClientOption
 	if *classic {
 		opts = append(opts, redisrpc.WithClassicServer())
@@ -112,10 +120,7 @@ func cmdCall(ctx context.Context, e *env, args []string) error {
 	}
 	c := redisrpc.NewClient(rc, queue, opts...)
 	defer c.Close()
-	call, err := newCaller(c, function, rest[2:], *kwargs)
-	if err != nil {
-		return err
-	}
+	call := makeCall(c)
 	ctx, cancel := context.WithTimeout(meta.with(ctx), *timeout)
 	defer cancel()
 	result, err := call(ctx)

@@ -171,12 +171,20 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 			q.Name, rest[1], len(broken), len(saved.Functions))
 		return errReported
 	}
-	fmt.Fprintf(e.stderr, "the live servers of %s keep the contract in %s (%d functions", q.Name, rest[1], len(saved.Functions))
+	fmt.Fprintf(e.stderr, "the live servers of %s keep the contract in %s (%s", q.Name, rest[1], plural(len(saved.Functions), "function"))
 	if notes > 0 {
-		fmt.Fprintf(e.stderr, "; %d compatible changes", notes)
+		fmt.Fprintf(e.stderr, "; %s", plural(notes, "compatible change"))
 	}
 	fmt.Fprintln(e.stderr, ")")
 	return nil
+}
+
+// plural says n things: 1 function, 2 functions.
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // readContract reads a file schema wrote, or stdin for "-".

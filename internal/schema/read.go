@@ -90,7 +90,7 @@ func describe(b *strings.Builder, root, s *Schema, depth int) {
 	case types[0] == "object" && s.AdditionalProperties != nil:
 		b.WriteString("map[string]")
 		describe(b, root, s.AdditionalProperties, depth+1)
-	case types[0] == "object" && s.Properties != nil:
+	case types[0] == "object":
 		if depth > 0 && s.Title != "" {
 			b.WriteString(s.Title)
 			return
