@@ -676,7 +676,7 @@ func CallAll[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp
 // a call, around which interceptors run.
 func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], info *CallInfo, req Req, server string) (Resp, error) {
 	var resp Resp
-	if err := c.checkContract(ctx, e.name, reflect.TypeFor[Req](), reflect.TypeFor[Resp](), e.style == argsSpread); err != nil {
+	if err := c.checkContract(ctx, e.name, reflect.TypeFor[Req](), reflect.TypeFor[Resp](), layouts[e.style]); err != nil {
 		return resp, err
 	}
 	fc, err := e.encode(c.cfg.codec, req)
@@ -710,7 +710,7 @@ func send[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 // checkContract compares the types of the endpoint function with the live
 // servers' schemas, logging a drift once, and with WithStrictContract fails
 // where it breaks. Classic servers publish none.
-func (c *Client) checkContract(ctx context.Context, function string, req, resp reflect.Type, spread bool) error {
+func (c *Client) checkContract(ctx context.Context, function string, req, resp reflect.Type, layout contract.Layout) error {
 	if c.cfg.classic {
 		return nil
 	}
@@ -718,12 +718,15 @@ func (c *Client) checkContract(ctx context.Context, function string, req, resp r
 	if err != nil {
 		return err
 	}
-	drift := c.contracts.Check(function, req, resp, spread, published)
+	drift := c.contracts.Check(function, req, resp, layout, published)
 	if c.cfg.strictContract && drift.Breaking {
 		return &Error{Code: CodeInvalidArgument, Message: drift.Text}
 	}
 	return nil
 }
+
+// layouts are the argument styles as package contract knows them.
+var layouts = [...]contract.Layout{argsOne: contract.One, argsNone: contract.None, argsNamed: contract.Named, argsSpread: contract.Spread}
 
 // decodeResponse returns the return value of a raw response, or its failure
 // as an *Error.

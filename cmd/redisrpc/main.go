@@ -202,10 +202,10 @@ func (e *env) parse(fs *flag.FlagSet, args []string, n int, names string) ([]str
 	return rest, nil
 }
 
-// isNumber reports whether w is a JSON number.
+// isNumber reports whether w is a JSON number, however large.
 func isNumber(w string) bool {
-	var f float64
-	return json.Unmarshal([]byte(w), &f) == nil
+	var n json.Number
+	return json.Valid([]byte(w)) && json.Unmarshal([]byte(w), &n) == nil
 }
 
 // isBool reports whether f is a flag that takes no value.

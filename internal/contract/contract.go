@@ -5,6 +5,7 @@ package contract
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"log/slog"
 	"reflect"
@@ -56,6 +57,13 @@ func Read(infos []registry.Info, old *Published) *Published {
 			}
 		}
 	}
+	// Servers come in the order of their leases, which changes at each beat:
+	// the pairs are kept in an order of their own.
+	for _, pairs := range p.functions {
+		slices.SortFunc(pairs, func(a, b *Pair) int {
+			return cmp.Or(bytes.Compare(a.Request, b.Request), bytes.Compare(a.Response, b.Response))
+		})
+	}
 	if old != nil && old.equal(p) {
 		return old
 	}
@@ -84,25 +92,70 @@ type Drift struct {
 	Breaking bool
 }
 
+// Layout is how a client lays out its request in a call (redisrpc's
+// endpoint options), which decides what a server decodes: see the
+// package redisrpc's table of arguments.
+type Layout uint8
+
+const (
+	One    Layout = iota // one positional argument: the request
+	None                 // no arguments: the request is an empty struct
+	Named                // named arguments: the request's members
+	Spread               // positional arguments: the request's items
+)
+
 // Between says how a client of function whose types have the schemas req
-// and resp differs from a server publishing server; sender and reader name
-// the two ("the client", "the server").
+// and resp, sending its request as one value, differs from a server
+// publishing server; client and srv name the two ("the client", "the
+// server").
 func Between(function string, req, resp *schema.Schema, server *Pair, client, srv string) Drift {
-	return between(function, req, resp, false, server, client, srv)
+	return between(function, req, resp, One, server, client, srv)
 }
 
-// between is Between, where spread says the client sends the items of its
-// request, an array, as the positional arguments of the call: one reaches a
-// server whose request type is no array as the whole request.
-func between(function string, req, resp *schema.Schema, spread bool, server *Pair, client, srv string) Drift {
-	sreq, sresp := server.parsed()
-	if spread && sreq != nil && req.Items != nil && !slices.Contains(sreq.Type, "array") {
-		req = req.Items
+// sent returns the schema of what a server decodes into its request type,
+// of schema reader, from a client's request of schema req laid out as
+// layout, following the fallbacks of its decoding; nil where it decodes
+// nothing.
+func sent(req, reader *schema.Schema, layout Layout) *schema.Schema {
+	want := func(typ string) bool { return schema.Accepts(reader, typ) }
+	switch layout {
+	case None:
+		if !want("object") {
+			return nil // no arguments: a zero value, as a slice or a number reads them
+		}
+		return &schema.Schema{Type: schema.Types{"object"}, Properties: map[string]*schema.Schema{}}
+	case Spread:
+		// Several arguments arrive as the array; one alone as itself, into
+		// a type that is no array.
+		if items := schema.Sub(req, req).Items; items != nil && !want("array") {
+			return schema.Sub(req, items)
+		}
+	case Named:
+		// Named arguments with one member read into a type that is no
+		// object as that member's value.
+		if r := schema.Sub(req, req); !want("object") && len(r.Properties) == 1 {
+			for _, p := range r.Properties {
+				return schema.Sub(req, p)
+			}
+		}
+	case One:
+		// One argument that does not fit a slice reads as the list of
+		// arguments: [x] into []T.
+		if r := schema.Sub(req, req); want("array") && !schema.Accepts(r, "array") && len(r.Type) > 0 {
+			return &schema.Schema{Type: schema.Types{"array"}, Items: r, Defs: r.Defs}
+		}
 	}
+	return req
+}
+
+// between is Between, for a request laid out as layout.
+func between(function string, req, resp *schema.Schema, layout Layout, server *Pair, client, srv string) Drift {
+	sreq, sresp := server.parsed()
 	var clauses []string
 	breaking := false
 	if sreq != nil {
-		for _, d := range schema.Compare(req, sreq) {
+		req := sent(req, sreq, layout)
+		for _, d := range schema.CompareOrNone(req, sreq) {
 			clauses = append(clauses, d.Text(client, srv, "request"))
 			breaking = true
 		}
@@ -119,6 +172,9 @@ func between(function string, req, resp *schema.Schema, spread bool, server *Pai
 	return Drift{Text: function + ": " + strings.Join(clauses, "; "), Breaking: breaking}
 }
 
+// maxLogged bounds the drifts an endpoint remembers having logged.
+const maxLogged = 64
+
 // Checker compares a client's endpoints with its servers, once per endpoint
 // and each time what the servers publish changes, and logs each drift once.
 // It is safe for concurrent use.
@@ -132,14 +188,14 @@ type Checker struct {
 type key struct {
 	name      string
 	req, resp reflect.Type
-	spread    bool
+	layout    Layout
 }
 
 type endpoint struct {
 	req, resp *schema.Schema
 	last      atomic.Pointer[checked]
 	mu        sync.Mutex
-	logged    string // the drift last logged
+	logged    map[string]bool // the drifts logged
 }
 
 type checked struct {
@@ -149,13 +205,12 @@ type checked struct {
 
 // Check returns how the endpoint function, of request and response types req
 // and resp, differs from what published holds of it, logging the drift the
-// first time it is seen. spread says the endpoint sends its request's items
-// as positional arguments (WithPositionalArgs).
-func (c *Checker) Check(function string, req, resp reflect.Type, spread bool, published *Published) Drift {
+// first time it is seen. layout is how the endpoint lays out its request.
+func (c *Checker) Check(function string, req, resp reflect.Type, layout Layout, published *Published) Drift {
 	if published == nil {
 		return Drift{}
 	}
-	k := key{function, req, resp, spread}
+	k := key{function, req, resp, layout}
 	v, ok := c.endpoints.Load(k)
 	if !ok {
 		v, _ = c.endpoints.LoadOrStore(k, &endpoint{req: schema.Of(req), resp: schema.Of(resp)})
@@ -167,7 +222,7 @@ func (c *Checker) Check(function string, req, resp reflect.Type, spread bool, pu
 	var drift Drift
 	var texts []string
 	for _, pair := range published.functions[function] {
-		d := between(function, e.req, e.resp, k.spread, pair, "the client", "the server")
+		d := between(function, e.req, e.resp, k.layout, pair, "the client", "the server")
 		if d.Text != "" && !slices.Contains(texts, d.Text) {
 			texts = append(texts, d.Text)
 			drift.Breaking = drift.Breaking || d.Breaking
@@ -177,9 +232,12 @@ func (c *Checker) Check(function string, req, resp reflect.Type, spread bool, pu
 	e.last.Store(&checked{published: published, drift: drift})
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if drift.Text != "" && drift.Text != e.logged {
+	if drift.Text != "" && !e.logged[drift.Text] {
 		c.Logger.Warn("redisrpc: the client's types and the server's differ", "queue", c.Queue, "function", function, "drift", drift.Text)
+		if e.logged == nil || len(e.logged) >= maxLogged {
+			e.logged = map[string]bool{}
+		}
+		e.logged[drift.Text] = true
 	}
-	e.logged = drift.Text
 	return drift
 }

@@ -72,17 +72,21 @@ func (c *comparison) compare(s, r *Schema, path string) {
 	if !slices.Contains(st, "object") || !slices.Contains(rt, "object") {
 		return
 	}
+	sa, ra := s.additional(), r.additional()
 	switch {
-	case s.AdditionalProperties != nil && r.AdditionalProperties != nil: // two maps
-		c.compare(s.AdditionalProperties, r.AdditionalProperties, join(path, "{}"))
-	case s.AdditionalProperties != nil: // a map into a struct: any member may come
+	case sa != nil && ra != nil: // two maps
+		c.compare(sa, ra, join(path, "{}"))
+	case sa != nil: // a map into a struct: any member may come
 		for _, name := range slices.Sorted(maps.Keys(r.Properties)) {
-			c.compare(s.AdditionalProperties, r.Properties[name], join(path, name))
+			c.compare(sa, r.Properties[name], join(path, name))
 		}
-	case r.AdditionalProperties != nil: // a struct into a map
+	case ra != nil: // a struct into a map
 		for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
-			c.compare(s.Properties[name], r.AdditionalProperties, join(path, name))
+			c.compare(s.Properties[name], ra, join(path, name))
 		}
+	case !s.closed() || !r.closed():
+		// An object that lists no members (a type that describes itself
+		// as any object) sends, or takes, any.
 	default:
 		read := map[string]bool{}
 		for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
@@ -100,6 +104,25 @@ func (c *comparison) compare(s, r *Schema, path string) {
 			}
 		}
 	}
+}
+
+// CompareOrNone is Compare where sender may be nil: nothing is sent, and
+// a reader of an object reads each of its members from nothing.
+func CompareOrNone(sender, reader *Schema) []Diff {
+	if sender == nil {
+		return nil
+	}
+	return Compare(sender, reader)
+}
+
+// Accepts reports whether a value of JSON type typ fits s's type: any does.
+func Accepts(s *Schema, typ string) bool {
+	r := resolve(s, s)
+	if r == nil {
+		return true
+	}
+	types := r.types()
+	return len(types) == 0 || slices.Contains(types, typ) || typ == "integer" && slices.Contains(types, "number")
 }
 
 // Member returns the name of the field of properties that reads a member

@@ -26,6 +26,7 @@ func fields(t reflect.Type) []field {
 	type level struct {
 		typ   reflect.Type
 		index []int
+		ptr   bool // reached through an embedded pointer: nil leaves its fields out
 	}
 	var all []field
 	next := []level{{typ: t}}
@@ -68,11 +69,11 @@ func fields(t reflect.Type) []field {
 				if name == "" && sf.Anonymous && ft.Kind() == reflect.Struct {
 					nextCount[ft]++
 					if nextCount[ft] == 1 {
-						next = append(next, level{typ: ft, index: index})
+						next = append(next, level{typ: ft, index: index, ptr: l.ptr || sf.Type.Kind() == reflect.Pointer})
 					}
 					continue
 				}
-				f := field{name: name, tagged: name != "", index: index, typ: sf.Type}
+				f := field{name: name, tagged: name != "", index: index, typ: sf.Type, omit: l.ptr}
 				if f.name == "" {
 					f.name = sf.Name
 				}

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"encoding"
 	"encoding/json"
 	"reflect"
@@ -72,11 +73,13 @@ func (b *builder) of(t reflect.Type) *Schema {
 	case t == numberType:
 		return &Schema{Type: Types{"number"}}
 	case implements(t, describerType):
-		return described(t)
+		return b.described(t)
 	case implements(t, marshalerType) || implements(t, unmarshalerType):
 		return &Schema{} // whatever it writes: json.RawMessage among them
-	case implements(t, textType):
+	case t.Implements(textType):
 		return &Schema{Type: Types{"string"}, Title: title(t)}
+	case reflect.PointerTo(t).Implements(textType):
+		return &Schema{} // a string where the value is addressable, else its fields
 	}
 	if t.Kind() == reflect.Struct && t.Name() != "" {
 		return b.named(t)
@@ -145,10 +148,7 @@ func (b *builder) object(t reflect.Type) *Schema {
 	for _, f := range fields(t) {
 		var fs *Schema
 		if f.quoted {
-			fs = &Schema{Type: Types{"string"}}
-			if f.typ.Kind() == reflect.Pointer {
-				fs = nullable(fs)
-			}
+			fs = quoted(f.typ)
 		} else {
 			fs = b.of(f.typ)
 		}
@@ -160,9 +160,43 @@ func (b *builder) object(t reflect.Type) *Schema {
 	return s
 }
 
+// Patterns of the members ",string" writes as strings.
+const (
+	quotedString = `^".*"$`
+	quotedInt    = `^-?[0-9]+$`
+	quotedUint   = `^[0-9]+$`
+	quotedFloat  = `^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`
+)
+
+// quoted describes a ",string" member of type t: a string holding the JSON
+// of its value.
+func quoted(t reflect.Type) *Schema {
+	s := &Schema{Type: Types{"string"}}
+	e := t
+	if e.Kind() == reflect.Pointer {
+		e = e.Elem()
+	}
+	switch e.Kind() {
+	case reflect.Bool:
+		s.Enum = []any{"true", "false"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		s.Pattern = quotedInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		s.Pattern = quotedUint
+	case reflect.Float32, reflect.Float64:
+		s.Pattern = quotedFloat
+	case reflect.String:
+		s.Pattern = quotedString
+	}
+	if t.Kind() == reflect.Pointer {
+		s = nullable(s)
+	}
+	return s
+}
+
 // described returns the schema t gives of itself, or no constraint where
 // that is not JSON.
-func described(t reflect.Type) *Schema {
+func (b *builder) described(t reflect.Type) *Schema {
 	var v reflect.Value
 	if t.Implements(describerType) {
 		v = reflect.Zero(t)
@@ -177,7 +211,87 @@ func described(t reflect.Type) *Schema {
 	if err != nil {
 		return &Schema{}
 	}
+	if t != b.root && (s.Defs != nil || bytes.Contains(raw, []byte(`"$ref"`))) {
+		// Its $refs point within itself: below the root they would point
+		// within the root. It goes under $defs, its own $defs beside it.
+		return b.hoist(t, raw)
+	}
 	s.raw = append(json.RawMessage(nil), raw...)
+	return s
+}
+
+// hoist puts the schema raw that t gives of itself, and the $defs it
+// holds, under the root's $defs, its $refs rewritten to point there, and
+// refers to it.
+func (b *builder) hoist(t reflect.Type, raw json.RawMessage) *Schema {
+	if name, ok := b.names[t]; ok {
+		return &Schema{Ref: "#/$defs/" + name}
+	}
+	name := defName(t)
+	for i := 2; b.taken[name]; i++ {
+		name = defName(t) + "_" + strconv.Itoa(i)
+	}
+	b.taken[name] = true
+	b.names[t] = name
+	var doc any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if d.Decode(&doc) != nil {
+		return &Schema{}
+	}
+	local := map[string]string{} // its $defs' names → theirs under the root
+	if obj, ok := doc.(map[string]any); ok {
+		if defs, ok := obj["$defs"].(map[string]any); ok {
+			for k := range defs {
+				local[k] = name + "." + k
+			}
+			for k, def := range defs {
+				b.defs[local[k]] = rawSchema(rewrite(def, name, local))
+				b.taken[local[k]] = true
+			}
+			delete(obj, "$defs")
+		}
+	}
+	b.defs[name] = rawSchema(rewrite(doc, name, local))
+	return &Schema{Ref: "#/$defs/" + name}
+}
+
+// rewrite returns v, a decoded schema, with its $refs to itself ("#") and
+// to its $defs pointing to them under the root's $defs.
+func rewrite(v any, self string, local map[string]string) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if ref, ok := e.(string); ok && k == "$ref" {
+				switch {
+				case ref == "#":
+					v[k] = "#/$defs/" + self
+				case strings.HasPrefix(ref, "#/$defs/") && local[strings.TrimPrefix(ref, "#/$defs/")] != "":
+					v[k] = "#/$defs/" + local[strings.TrimPrefix(ref, "#/$defs/")]
+				}
+				continue
+			}
+			v[k] = rewrite(e, self, local)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = rewrite(e, self, local)
+		}
+	}
+	return v
+}
+
+// rawSchema is the schema v encodes, written as v.
+func rawSchema(v any) *Schema {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return &Schema{}
+	}
+	s, err := Parse(raw)
+	if err != nil {
+		return &Schema{}
+	}
+	s.raw = raw
 	return s
 }
 
@@ -205,7 +319,7 @@ func mapKey(k reflect.Type) bool {
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		return true
 	}
-	return implements(k, textType)
+	return k.Implements(textType) // the encoder asks the key itself, not its pointer
 }
 
 // title is a named type's Go name, for people reading the schema.

@@ -36,14 +36,14 @@ func unknown(root, s *Schema, v any, path string, out *[]string, depth int) {
 			unknown(root, s.Items, item, path+"[]", out, depth+1)
 		}
 	case map[string]any:
-		if s.AdditionalProperties != nil {
+		if a := s.additional(); a != nil {
 			for _, item := range v {
-				unknown(root, s.AdditionalProperties, item, join(path, "{}"), out, depth+1)
+				unknown(root, a, item, join(path, "{}"), out, depth+1)
 			}
 			return
 		}
-		if s.Properties == nil {
-			return // no constraint
+		if !s.closed() {
+			return // any member
 		}
 		for _, name := range slices.Sorted(maps.Keys(v)) {
 			field, ok := Member(s.Properties, name)
@@ -87,9 +87,9 @@ func describe(b *strings.Builder, root, s *Schema, depth int) {
 	case types[0] == "array":
 		b.WriteString("[]")
 		describe(b, root, s.Items, depth+1)
-	case types[0] == "object" && s.AdditionalProperties != nil:
+	case types[0] == "object" && s.additional() != nil:
 		b.WriteString("map[string]")
-		describe(b, root, s.AdditionalProperties, depth+1)
+		describe(b, root, s.additional(), depth+1)
 	case types[0] == "object":
 		if depth > 0 && s.Title != "" {
 			b.WriteString(s.Title)
@@ -151,8 +151,15 @@ func example(root, s *Schema, depth int) any {
 	}
 	switch types[0] {
 	case "string":
-		if s.Format == "date-time" {
+		switch {
+		case len(s.Enum) > 0:
+			return s.Enum[0]
+		case s.Format == "date-time":
 			return "2006-01-02T15:04:05Z"
+		case s.Pattern == quotedString:
+			return `""`
+		case s.Pattern != "": // a number written as a string (",string")
+			return "0"
 		}
 		return ""
 	case "integer", "number":

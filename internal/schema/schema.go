@@ -27,6 +27,8 @@ type Schema struct {
 	Title                string             `json:"title,omitempty"` // the Go type
 	Type                 Types              `json:"type,omitempty"`
 	Format               string             `json:"format,omitempty"`
+	Pattern              string             `json:"pattern,omitempty"`
+	Enum                 []any              `json:"enum,omitempty"`
 	ContentEncoding      string             `json:"contentEncoding,omitempty"`
 	Properties           map[string]*Schema `json:"properties,omitempty"`
 	Required             []string           `json:"required,omitempty"`
@@ -39,6 +41,9 @@ type Schema struct {
 
 	// raw is what a type that describes itself returned, written as it is.
 	raw json.RawMessage
+	// never is the schema false, which nothing fits: as additionalProperties,
+	// an object closed to members it does not list.
+	never bool
 }
 
 // MarshalJSON writes s, or, for a type that described itself, its schema as
@@ -47,20 +52,65 @@ func (s *Schema) MarshalJSON() ([]byte, error) {
 	if s.raw != nil {
 		return s.raw, nil
 	}
+	if s.never {
+		return []byte("false"), nil
+	}
 	type plain Schema
-	return json.Marshal((*plain)(s))
+	b, err := json.Marshal((*plain)(s))
+	if err == nil && s.Properties != nil && len(s.Properties) == 0 {
+		// A struct without fields: properties {} says it has none, where
+		// an object without "properties" takes any.
+		sep := ","
+		if len(b) == 2 {
+			sep = ""
+		}
+		b = append(b[:len(b)-1], sep+`"properties":{}}`...)
+	}
+	return b, err
 }
 
 // UnmarshalJSON reads a schema; true, and keywords it does not know, read as
-// no constraint, and false as one that fits nothing it can tell.
+// no constraint, and false as nothing fits.
 func (s *Schema) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
-	if bytes.Equal(b, []byte("true")) || bytes.Equal(b, []byte("false")) {
+	switch {
+	case bytes.Equal(b, []byte("true")):
 		*s = Schema{}
+		return nil
+	case bytes.Equal(b, []byte("false")):
+		*s = Schema{never: true}
 		return nil
 	}
 	type plain Schema
 	return json.Unmarshal(b, (*plain)(s))
+}
+
+// additional returns the schema of the members s does not list, nil where
+// it lists all it takes (a struct, or additionalProperties false).
+func (s *Schema) additional() *Schema {
+	if s.AdditionalProperties == nil || s.AdditionalProperties.never {
+		return nil
+	}
+	return s.AdditionalProperties
+}
+
+// closed reports whether s, an object, takes only the members it lists.
+func (s *Schema) closed() bool {
+	return s.Properties != nil && s.additional() == nil || s.AdditionalProperties != nil && s.AdditionalProperties.never
+}
+
+// Sub returns s, a schema within root, resolved ($ref followed) and able to
+// stand as a root of its own: with root's $defs.
+func Sub(root, s *Schema) *Schema {
+	r := resolve(root, s)
+	if r == nil {
+		return &Schema{}
+	}
+	c := *r
+	if c.Defs == nil {
+		c.Defs = root.Defs
+	}
+	return &c
 }
 
 // Types is the "type" keyword: one type is written as a string, more as an

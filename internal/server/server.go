@@ -187,6 +187,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.cur = r
 	s.started = time.Now()
+	// The marks of an earlier Serve say nothing of this one.
+	s.marks.registered.Store(0)
+	s.marks.popped.Store(0)
+	s.marks.looped.Store(0)
 	s.mu.Unlock()
 	defer func() {
 		r.cutOff(errStopped)

@@ -111,16 +111,16 @@ type Node struct {
 // ({item: string, qty?: integer}); Example is a request the call form
 // starts from; all three are empty where the servers publish no schema.
 type Function struct {
-	Name            string          `json:"name"`
-	Request         string          `json:"request"`
-	Response        string          `json:"response"`
-	RequestMembers  string          `json:"request_members,omitempty"`
-	ResponseMembers string          `json:"response_members,omitempty"`
-	Example         json.RawMessage `json:"example,omitempty"`
-	Calls    uint64            `json:"calls"`
-	Errors   map[string]uint64 `json:"errors"`
-	P50US    int64             `json:"p50_us"`
-	P99US    int64             `json:"p99_us"`
+	Name            string            `json:"name"`
+	Request         string            `json:"request"`
+	Response        string            `json:"response"`
+	RequestMembers  string            `json:"request_members,omitempty"`
+	ResponseMembers string            `json:"response_members,omitempty"`
+	Example         json.RawMessage   `json:"example,omitempty"`
+	Calls           uint64            `json:"calls"`
+	Errors          map[string]uint64 `json:"errors"`
+	P50US           int64             `json:"p50_us"`
+	P99US           int64             `json:"p99_us"`
 }
 
 // Dead is a dead letter. Ref names it for /api/dead/requeue; Answered says
