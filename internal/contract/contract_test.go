@@ -2,6 +2,7 @@ package contract
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -52,4 +53,18 @@ func TestServerOrder(t *testing.T) {
 	if n := strings.Count(out.String(), "level=WARN"); n > 1 {
 		t.Errorf("got %d warnings for the same two servers read 6 times; want 1:\n%s", n, out.String())
 	}
+}
+
+// BenchmarkCheck is the cost a call pays for the contract: the lookup of
+// its endpoint and the drift already found.
+func BenchmarkCheck(b *testing.B) {
+	c := &Checker{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Queue: "q"}
+	p := Read([]registry.Info{rvInfo("a", reflect.TypeFor[rvReqA]())}, nil)
+	req, resp := reflect.TypeFor[rvReq](), reflect.TypeFor[int]()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c.Check("place", req, resp, One, p)
+		}
+	})
 }
