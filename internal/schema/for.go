@@ -129,17 +129,27 @@ func (b *builder) named(t reflect.Type) *Schema {
 		b.names[t] = ""
 		return b.object(t)
 	}
-	if name, ok := b.names[t]; ok {
+	name, seen := b.def(t)
+	if seen {
 		return &Schema{Ref: "#/$defs/" + name}
 	}
-	name := defName(t)
+	b.defs[name] = b.object(t)
+	return &Schema{Ref: "#/$defs/" + name}
+}
+
+// def returns t's name under $defs, and whether t had it already; a new
+// name is one no other type has.
+func (b *builder) def(t reflect.Type) (name string, seen bool) {
+	if name, ok := b.names[t]; ok {
+		return name, true
+	}
+	name = defName(t)
 	for i := 2; b.taken[name]; i++ {
 		name = defName(t) + "_" + strconv.Itoa(i)
 	}
 	b.taken[name] = true
 	b.names[t] = name
-	b.defs[name] = b.object(t)
-	return &Schema{Ref: "#/$defs/" + name}
+	return name, false
 }
 
 // object describes a struct by the fields encoding/json encodes.
@@ -224,15 +234,10 @@ func (b *builder) described(t reflect.Type) *Schema {
 // holds, under the root's $defs, its $refs rewritten to point there, and
 // refers to it.
 func (b *builder) hoist(t reflect.Type, raw json.RawMessage) *Schema {
-	if name, ok := b.names[t]; ok {
+	name, seen := b.def(t)
+	if seen {
 		return &Schema{Ref: "#/$defs/" + name}
 	}
-	name := defName(t)
-	for i := 2; b.taken[name]; i++ {
-		name = defName(t) + "_" + strconv.Itoa(i)
-	}
-	b.taken[name] = true
-	b.names[t] = name
 	var doc any
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
