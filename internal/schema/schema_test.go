@@ -59,7 +59,9 @@ type Order struct {
 	Price    *float64 `json:"price,omitempty"`
 	Note     string   `json:",omitempty"`
 	Skipped  string   `json:"-"`
-	Dash     string   `json:"-,"`
+	//lint:ignore SA5008 a member named "-", as encoding/json reads the tag
+	Dash string `json:"-,"`
+	//lint:ignore U1000 unexported: not a member
 	private  string
 	Tags     []string        `json:"tags"`
 	Blob     []byte          `json:"blob"`
