@@ -206,6 +206,31 @@ func decodeArgs[Req any](codec Codec, fc *wire.FunctionCall) (Req, []byte, error
 	return req, data, err
 }
 
+// Stream names a remote function that answers a Req with many Items, in
+// order, and an end: a stream endpoint. Like an Endpoint it is a small value,
+// safe to copy and share; declare it once and use it on both sides:
+//
+//	var Tail = redisrpc.NewStream[Query, Row]("tail")
+//
+// Serve it with HandleStream and call it with CallStream. Streams are at
+// most once: a stream whose server stops mid-way ends with an error, and is
+// never run again.
+type Stream[Req, Item any] struct {
+	e Endpoint[Req, Item]
+}
+
+// NewStream returns the stream endpoint of the function called name; opts
+// lay out Req as for NewEndpoint. It panics if name is empty.
+func NewStream[Req, Item any](name string, opts ...EndpointOption) Stream[Req, Item] {
+	if name == "" {
+		panic("redisrpc: NewStream with an empty name")
+	}
+	return Stream[Req, Item]{e: NewEndpoint[Req, Item](name, opts...)}
+}
+
+// Name returns the function name s calls.
+func (s Stream[Req, Item]) Name() string { return s.e.name }
+
 // Side says where code runs: in a Client making a call or in a Mux serving it.
 type Side uint8
 
@@ -248,6 +273,11 @@ type CallInfo struct {
 	// Sent is when the client sent the request, by its clock, on the server
 	// side; zero where the client did not say (classic clients).
 	Sent time.Time
+	// Stream says the call is of a stream endpoint (NewStream); Items
+	// counts the items it has sent (server) or received (client) so far,
+	// all of them once the call returns.
+	Stream bool
+	Items  int64
 
 	next CallFunc // the innermost step: send the request, or run the handler
 }

@@ -149,6 +149,9 @@ type handler struct {
 	call    func(ctx context.Context, req any) (any, error)
 	types   [2]string          // Go types of the request and response, for the registry
 	schemas [2]json.RawMessage // and their JSON Schemas
+	// stream runs a stream handler (HandleStream) with its decoded request;
+	// nil for a function that answers once.
+	stream func(ctx context.Context, req any, st *server.Stream) error
 	stats   stats.Function
 }
 
@@ -217,22 +220,7 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 	}
 	codec := m.cfg.codec
 	reqType, respType := reflect.TypeFor[Req](), reflect.TypeFor[Resp]()
-	var strict *schema.Schema // the request's schema, to find unknown members
-	if m.cfg.strict {
-		strict = schema.Of(reqType)
-	}
-	decode := func(fc *wire.FunctionCall) (Req, error) {
-		req, data, err := decodeArgs[Req](codec, fc)
-		if err != nil {
-			return req, NewError(CodeInvalidArgument, fmt.Sprintf("%s: %v", e.name, err))
-		}
-		if strict != nil && data != nil {
-			if unknown := schema.Unknown(strict, data); len(unknown) > 0 {
-				return req, NewError(CodeInvalidArgument, fmt.Sprintf("%s: the request has %s, which %s lacks", e.name, members(unknown), reqType))
-			}
-		}
-		return req, nil
-	}
+	decode := decoder[Req](m, e.name)
 	m.register(e.name, &handler{
 		types:   [2]string{reqType.String(), respType.String()},
 		schemas: [2]json.RawMessage{schema.For(reqType), schema.For(respType)},
@@ -256,6 +244,111 @@ func Handle[Req, Resp any](m *Mux, e Endpoint[Req, Resp], h func(context.Context
 			return safely(m, e.name, h, ctx, req)
 		},
 	})
+}
+
+// decoder returns the decoding of the arguments of function into a Req,
+// whose failures are CodeInvalidArgument; with WithStrictDecoding, so are
+// arguments with members Req lacks.
+func decoder[Req any](m *Mux, function string) func(fc *wire.FunctionCall) (Req, error) {
+	codec, reqType := m.cfg.codec, reflect.TypeFor[Req]()
+	var strict *schema.Schema // the request's schema, to find unknown members
+	if m.cfg.strict {
+		strict = schema.Of(reqType)
+	}
+	return func(fc *wire.FunctionCall) (Req, error) {
+		req, data, err := decodeArgs[Req](codec, fc)
+		if err != nil {
+			return req, NewError(CodeInvalidArgument, fmt.Sprintf("%s: %v", function, err))
+		}
+		if strict != nil && data != nil {
+			if unknown := schema.Unknown(strict, data); len(unknown) > 0 {
+				return req, NewError(CodeInvalidArgument, fmt.Sprintf("%s: the request has %s, which %s lacks", function, members(unknown), reqType))
+			}
+		}
+		return req, nil
+	}
+}
+
+// HandleStream registers h as the handler of the stream endpoint s on m. h
+// sends the items of one call with send, in order, and returns when there
+// are no more: its error, if any, ends the stream as a handler's error ends
+// a call (the package documentation lists what the caller sees). send
+// blocks while the caller's window of unread items is full
+// (WithStreamWindow), and returns ErrStreamCanceled once the caller has
+// gone (it stopped reading, or its context ended), when h's context ends
+// too: within 100 ms of the caller leaving. send is safe for concurrent
+// use. Streams are at most once, in either delivery mode: a stream request
+// leaves the queue when h starts. HandleStream panics as Handle does.
+func HandleStream[Req, Item any](m *Mux, s Stream[Req, Item], h func(ctx context.Context, req Req, send func(Item) error) error) {
+	name := s.e.name
+	if h == nil {
+		panic("redisrpc: HandleStream with a nil handler for " + name)
+	}
+	if name == "" {
+		panic("redisrpc: HandleStream with a zero Stream; make streams with NewStream")
+	}
+	codec := m.cfg.codec
+	reqType, itemType := reflect.TypeFor[Req](), reflect.TypeFor[Item]()
+	decode := decoder[Req](m, name)
+	m.register(name, &handler{
+		types:   [2]string{reqType.String(), itemType.String()},
+		schemas: [2]json.RawMessage{schema.For(reqType), schema.For(itemType)},
+		decode:  func(fc *wire.FunctionCall) (any, error) { return decode(fc) },
+		stream: func(ctx context.Context, v any, st *server.Stream) (err error) {
+			req, ok := v.(Req)
+			if !ok && v != nil {
+				return NewError(CodeInternal, fmt.Sprintf("%s: an interceptor passed on a %T, want a %T", name, v, req))
+			}
+			send := func(item Item) error {
+				b, err := marshal(codec, item)
+				if err != nil {
+					return fmt.Errorf("%s: encoding an item: %w", name, err)
+				}
+				return st.Send(ctx, b)
+			}
+			_, err = safely(m, name, func(ctx context.Context, req Req) (struct{}, error) {
+				return struct{}{}, h(ctx, req, send)
+			}, ctx, req)
+			return err
+		},
+	})
+}
+
+// runStream runs the stream handler h of req: it opens the stream, runs h
+// through the interceptors, and returns the stream's end.
+func (m *Mux) runStream(hc *handlerContext, req *wire.Request, h *handler) wire.Response {
+	in, err := h.decode(&req.FunctionCall)
+	if err != nil {
+		return m.failure(hc, req, err)
+	}
+	st, ctx, err := server.Open(hc, req)
+	if err != nil {
+		return m.failure(hc, req, NewError(CodeUnavailable, "starting the stream: "+err.Error()))
+	}
+	sc := &handlerContext{Context: ctx, info: hc.info}
+	sc.info.Stream = true
+	run := func(ctx context.Context, info *CallInfo, v any) (any, error) {
+		err := h.stream(ctx, v, st)
+		info.Items = st.Sent()
+		return nil, err
+	}
+	if m.intercept == nil {
+		_, err = run(sc, &sc.info, in)
+	} else {
+		sc.info.next = run
+		_, err = m.intercept(sc, &sc.info, in)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if cerr := st.Close(cctx); err == nil && cerr != nil {
+		err = NewError(CodeUnavailable, "sending the stream: "+cerr.Error())
+	}
+	resp := wire.Success(req.ID, nil)
+	if err != nil {
+		resp = m.failure(sc, req, err)
+	}
+	resp.End, resp.Seq = true, st.Sent()
+	return resp
 }
 
 // safely runs h, turning a panic into CodeInternal, so that interceptors see
@@ -455,7 +548,7 @@ func (m *Mux) info() registry.Info {
 	for _, name := range slices.Sorted(maps.Keys(handlers)) {
 		h := handlers[name]
 		info.Functions = append(info.Functions, registry.Function{Name: name, Request: h.types[0], Response: h.types[1],
-			RequestSchema: h.schemas[0], ResponseSchema: h.schemas[1]})
+			RequestSchema: h.schemas[0], ResponseSchema: h.schemas[1], Stream: h.stream != nil})
 		add(name, &h.stats)
 	}
 	add("", &m.unknown)
@@ -517,6 +610,15 @@ func (m *Mux) run(ctx context.Context, req *wire.Request, h *handler, missing er
 	}
 	if req.Sent != 0 {
 		hc.info.Sent = time.UnixMilli(req.Sent)
+	}
+	switch {
+	case h != nil && h.stream != nil && req.Stream > 0:
+		return m.runStream(hc, req, h)
+	case h != nil && h.stream != nil:
+		return m.failure(hc, req, NewError(CodeInvalidArgument, req.FunctionCall.Name+
+			" is a stream endpoint, which answers with many items: call it with redisrpc.CallStream (classic clients cannot)"))
+	case h != nil && req.Stream > 0:
+		return m.failure(hc, req, NewError(CodeInvalidArgument, req.FunctionCall.Name+" is not a stream endpoint: call it with redisrpc.Call"))
 	}
 	var result json.RawMessage
 	var err error

@@ -201,6 +201,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -211,6 +212,7 @@ import (
 
 	"github.com/redisrpc/redisrpc/internal/client"
 	"github.com/redisrpc/redisrpc/internal/contract"
+	"github.com/redisrpc/redisrpc/internal/server"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
 
@@ -331,6 +333,10 @@ var (
 	// ErrTooLarge is returned by calls whose request or response is larger
 	// than the Client's WithMaxMessageSize.
 	ErrTooLarge = errors.New("redisrpc: message too large")
+	// ErrStreamCanceled is what a stream handler's send returns once its
+	// caller has gone: it stopped reading, or its context ended; the
+	// handler's context ends with it as the cause.
+	ErrStreamCanceled = server.ErrCallerGone
 )
 
 // callError is a failed call of a function: "redisrpc: <function>: <why>",
@@ -447,6 +453,7 @@ type clientConfig struct {
 	maxInFlight    int
 	retries        int
 	strictContract bool
+	window         int // of streams (WithStreamWindow)
 }
 
 // WithRetries makes a Client send a call again, up to n times, with the same
@@ -520,6 +527,17 @@ func WithStrictContract() ClientOption {
 	return clientOption(func(c *clientConfig) { c.strictContract = true })
 }
 
+// WithStreamWindow sets how many items of a stream (CallStream) may wait
+// unread, in Redis and in the Client, before its server's send blocks: the
+// flow control of streams. The default is 512; at most 100,000.
+func WithStreamWindow(n int) ClientOption {
+	return clientOption(func(c *clientConfig) {
+		if n > 0 {
+			c.window = min(n, wire.MaxWindow)
+		}
+	})
+}
+
 // WithCallTimeout sets the deadline of calls whose context has none, so that
 // no call waits for ever and none of its requests waits in the queue for
 // ever: servers drop requests past their deadline. The default is 30
@@ -548,7 +566,7 @@ type Client struct {
 // read the registry: Close a Client you no longer need.
 func NewClient(rc rueidis.Client, queue string, opts ...ClientOption) *Client {
 	mustQueue(rc, queue)
-	cfg := clientConfig{shared: defaultShared(), timeout: 30 * time.Second, maxInFlight: 10_000}
+	cfg := clientConfig{shared: defaultShared(), timeout: 30 * time.Second, maxInFlight: 10_000, window: 512}
 	for _, o := range opts {
 		o.applyToClient(&cfg)
 	}
@@ -628,6 +646,78 @@ func call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 		return resp, &callError{function: e.name, err: err}
 	}
 	return resp, nil
+}
+
+// CallStream calls the stream endpoint s with req and returns its items, in
+// order, each once, as they come: range over it. The iteration ends after
+// the last item, or with one error: the handler's (an *Error, as Call
+// returns them), ctx's, or an *Error with CodeUnavailable where the server
+// sent nothing, not even a beat, for its heartbeat (it died, or lost Redis;
+// streams are at most once and never sent again). Breaking out of the loop,
+// or ctx ending, cancels the stream: the handler's context ends within 100
+// ms. ctx's deadline and metadata travel as for Call; without a deadline a
+// stream runs until it ends (WithCallTimeout does not apply). At most
+// WithStreamWindow items wait unread. Interceptors see the whole stream as
+// one call, whose CallInfo counts its Items.
+func CallStream[Req, Item any](ctx context.Context, c *Client, s Stream[Req, Item], req Req) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		e := s.e
+		info := &CallInfo{Side: SideClient, Queue: c.queue, Function: e.name, ID: c.engine.NewID(), Meta: c.meta(ctx), Stream: true, Attempts: 1}
+		info.Deadline, _ = ctx.Deadline()
+		stopped := false // the loop broke
+		receive := func(ctx context.Context, info *CallInfo, v any) (any, error) {
+			req, ok := v.(Req)
+			if !ok && v != nil {
+				return nil, fmt.Errorf("an interceptor passed on a %T, want a %T", v, req)
+			}
+			fc, err := e.encode(c.cfg.codec, req)
+			if err != nil {
+				return nil, err
+			}
+			r := wire.Request{FunctionCall: fc, ID: info.ID, Meta: info.Meta}
+			if !info.Deadline.IsZero() {
+				r.Deadline = wire.Deadline(info.Deadline)
+			}
+			st, err := c.engine.OpenStream(ctx, &r, c.cfg.window)
+			if err != nil {
+				return nil, err
+			}
+			defer st.Close()
+			for {
+				m, err := st.Next(ctx)
+				if err != nil {
+					return nil, err
+				}
+				if m.Kind == wire.KindEnd {
+					if m.End.Failed() {
+						_, err := decodeResponse(string(wire.AppendResponse(nil, &m.End)))
+						return nil, err
+					}
+					return nil, nil
+				}
+				var item Item
+				if err := c.cfg.codec.Unmarshal(m.Item, &item); err != nil {
+					return nil, fmt.Errorf("decoding item %d: %w", m.Seq, err)
+				}
+				info.Items++
+				if !yield(item, nil) {
+					stopped = true
+					return nil, nil
+				}
+			}
+		}
+		var err error
+		if c.call == nil {
+			_, err = receive(ctx, info, req)
+		} else {
+			info.next = receive
+			_, err = c.call(ctx, info, req)
+		}
+		if err != nil && !stopped {
+			var zero Item
+			yield(zero, &callError{function: e.name, err: err})
+		}
+	}
 }
 
 // Result is one server's answer to CallAll.

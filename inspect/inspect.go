@@ -134,6 +134,7 @@ type Server struct {
 type Function struct {
 	Name, Request, Response       string
 	RequestSchema, ResponseSchema json.RawMessage
+	Stream                        bool // a stream endpoint: Response is its items' type
 }
 
 // List is one request list of a queue.

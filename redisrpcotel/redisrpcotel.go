@@ -52,6 +52,10 @@ const CodeKey = attribute.Key("rpc.redisrpc.code")
 // resend of a response Redis lost.
 const AttemptsKey = attribute.Key("rpc.redisrpc.attempts")
 
+// ItemsKey is the attribute of the spans of a stream (redisrpc.CallStream,
+// redisrpc.HandleStream) that counts its items: one span per stream.
+const ItemsKey = attribute.Key("rpc.redisrpc.items")
+
 // Option configures NewInterceptor and ObserveMux.
 type Option func(*config)
 
@@ -163,6 +167,9 @@ func (in *instruments) call(ctx context.Context, next redisrpc.CallFunc, info *r
 	if info.Attempts > 0 {
 		span.SetAttributes(AttemptsKey.Int(info.Attempts))
 	}
+	if info.Stream {
+		span.SetAttributes(ItemsKey.Int64(info.Items))
+	}
 	code := in.finish(span, err, true)
 	in.clientDuration.Record(ctx, ms(time.Since(start)), metric.WithAttributes(append(base, CodeKey.String(code))...))
 	return resp, err
@@ -187,6 +194,9 @@ func (in *instruments) serve(ctx context.Context, next redisrpc.CallFunc, info *
 	in.serverActive.Add(ctx, 1, set)
 	resp, err := next(ctx, info, req)
 	in.serverActive.Add(ctx, -1, set)
+	if info.Stream {
+		span.SetAttributes(ItemsKey.Int64(info.Items))
+	}
 	code := in.finish(span, err, false)
 	in.serverDuration.Record(ctx, ms(time.Since(start)), metric.WithAttributes(append(base, CodeKey.String(code))...))
 	return resp, err

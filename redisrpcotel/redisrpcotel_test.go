@@ -183,3 +183,57 @@ func BenchmarkCallOTel(b *testing.B) {
 		return err
 	})
 }
+
+var countdown = redisrpc.NewStream[int, int]("countdown")
+
+// TestStreamSpans: a stream is one client span and one server span, its
+// child, each counting the items.
+func TestStreamSpans(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	otelx, err := redisrpcotel.NewInterceptor(redisrpcotel.WithTracerProvider(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redisrpctest.Redis(t)
+	q := redisrpctest.Queue(t)
+	mux := redisrpc.NewMux(rc, q, redisrpc.WithInterceptors(otelx))
+	redisrpc.HandleStream(mux, countdown, func(ctx context.Context, n int, send func(int) error) error {
+		for i := n; i > 0; i-- {
+			if err := send(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	redisrpctest.Serve(t, mux)
+	c := redisrpc.NewClient(rc, q, redisrpc.WithInterceptors(otelx))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := 0
+	for _, err := range redisrpc.CallStream(ctx, c, countdown, 5) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got++
+	}
+	ended := spans.Ended()
+	if got != 5 || len(ended) != 2 {
+		t.Fatalf("got %d items and %d spans, want 5 and 2", got, len(ended))
+	}
+	for _, s := range ended {
+		var items int64 = -1
+		for _, kv := range s.Attributes() {
+			if kv.Key == redisrpcotel.ItemsKey {
+				items = kv.Value.AsInt64()
+			}
+		}
+		if items != 5 {
+			t.Errorf("the %v span: got %d items, want 5", s.SpanKind(), items)
+		}
+	}
+	if ended[0].Parent().SpanID() != ended[1].SpanContext().SpanID() && ended[1].Parent().SpanID() != ended[0].SpanContext().SpanID() {
+		t.Error("the server span is not the client span's child")
+	}
+}

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/redisrpc/redisrpc"
+	"github.com/redisrpc/redisrpc/internal/registry"
 )
 
 // parseArgs turns command-line words into JSON values: each that is JSON
@@ -86,6 +90,49 @@ func newCaller(function string, args []string, kwargs string) (func(*redisrpc.Cl
 	}, nil
 }
 
+// isStream reports whether a live server of queue serves function as a
+// stream endpoint.
+func isStream(ctx context.Context, rc rueidis.Client, queue, function string) bool {
+	infos, err := registry.Live(ctx, rc, queue)
+	if err != nil {
+		return false // the call says what fails
+	}
+	for _, info := range infos {
+		for _, f := range info.Functions {
+			if f.Name == function && f.Stream {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// makeStream returns a call of the stream function with args, or kwargs,
+// checked already (newCaller), that hands each item to out.
+func makeStream(function string, args []string, kwargs string) func(context.Context, *redisrpc.Client, func(json.RawMessage)) error {
+	return func(ctx context.Context, c *redisrpc.Client, out func(json.RawMessage)) error {
+		var items iter.Seq2[json.RawMessage, error]
+		if kwargs != "" {
+			s := redisrpc.NewStream[json.RawMessage, json.RawMessage](function, redisrpc.WithNamedArgs())
+			items = redisrpc.CallStream(ctx, c, s, json.RawMessage(kwargs))
+		} else {
+			values, err := parseArgs(args)
+			if err != nil {
+				return err
+			}
+			s := redisrpc.NewStream[[]json.RawMessage, json.RawMessage](function, redisrpc.WithPositionalArgs())
+			items = redisrpc.CallStream(ctx, c, s, values)
+		}
+		for item, err := range items {
+			if err != nil {
+				return err
+			}
+			out(item)
+		}
+		return nil
+	}
+}
+
 func cmdCall(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the answer")
@@ -95,7 +142,7 @@ func cmdCall(ctx context.Context, e *env, args []string) error {
 	meta := metaFlag{}
 	fs.Var(meta, "meta", "`key=value` metadata to send, as an interceptor reads it; repeatable")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: redisrpc call [flags] QUEUE FUNCTION [ARG ...]\n\nEach ARG is a JSON value; a bare word that is not JSON is a string.")
+		fmt.Fprintln(e.stderr, "usage: redisrpc call [flags] QUEUE FUNCTION [ARG ...]\n\nEach ARG is a JSON value; a bare word that is not JSON is a string.\nA stream endpoint's items print as JSON lines, as they come, within -timeout.")
 		fs.PrintDefaults()
 	}
 	rest, err := e.parse(fs, args, 2, "QUEUE FUNCTION [ARG ...]")
@@ -123,6 +170,13 @@ func cmdCall(ctx context.Context, e *env, args []string) error {
 	call := makeCall(c)
 	ctx, cancel := context.WithTimeout(meta.with(ctx), *timeout)
 	defer cancel()
+	if !*classic && isStream(ctx, rc, queue, function) {
+		// Its items as JSON lines, as they come.
+		if err := makeStream(function, rest[2:], *kwargs)(ctx, c, func(item json.RawMessage) { fmt.Fprintln(e.stdout, string(item)) }); err != nil {
+			return e.callFailed(queue, err, *timeout)
+		}
+		return nil
+	}
 	result, err := call(ctx)
 	if err != nil {
 		return e.callFailed(queue, err, *timeout)

@@ -24,7 +24,8 @@ type contractFile struct {
 
 type contractPairs struct {
 	Request  json.RawMessage `json:"request"`
-	Response json.RawMessage `json:"response"`
+	Response json.RawMessage `json:"response"` // of each item, for a stream
+	Stream   bool            `json:"stream,omitempty"`
 }
 
 // published returns the schemas of each function the live servers of q
@@ -41,9 +42,9 @@ func published(q *inspect.Queue) (map[string][]contractPairs, []string) {
 				}
 				continue
 			}
-			p := contractPairs{f.RequestSchema, f.ResponseSchema}
+			p := contractPairs{f.RequestSchema, f.ResponseSchema, f.Stream}
 			if !slices.ContainsFunc(out[f.Name], func(o contractPairs) bool {
-				return bytes.Equal(o.Request, p.Request) && bytes.Equal(o.Response, p.Response)
+				return bytes.Equal(o.Request, p.Request) && bytes.Equal(o.Response, p.Response) && o.Stream == p.Stream
 			}) {
 				out[f.Name] = append(out[f.Name], p)
 			}
@@ -148,6 +149,12 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 			continue
 		}
 		for _, p := range pairs {
+			if p.Stream != want.Stream {
+				broken[name] = true
+				kind := map[bool]string{true: "a stream endpoint", false: "a function that answers once"}
+				fmt.Fprintf(e.stdout, "%s: the server serves %s, the client calls %s\n", name, kind[p.Stream], kind[want.Stream])
+				continue
+			}
 			d := contract.Between(name, req, resp, &contract.Pair{Request: p.Request, Response: p.Response}, "the client", "the server")
 			switch {
 			case d.Text == "":

@@ -93,8 +93,21 @@ func serveShop(t *testing.T, rc rueidis.Client, queue string) {
 		}
 		return "ok", nil
 	})
+	redisrpc.HandleStream(mux, countdown, func(_ context.Context, n int, send func(int) error) error {
+		for i := n; i > 0; i-- {
+			if err := send(i); err != nil {
+				return err
+			}
+		}
+		if n > 5 {
+			return redisrpc.NewError(redisrpc.CodeInvalidArgument, "at most 5")
+		}
+		return nil
+	})
 	redisrpctest.Serve(t, mux)
 }
+
+var countdown = redisrpc.NewStream[int, int]("countdown")
 
 func TestCall(t *testing.T) {
 	srv, rc := realRedisClient(t)
@@ -109,6 +122,8 @@ func TestCall(t *testing.T) {
 		{[]string{"call", q, "sum"}, 0, "0\n", ""},
 		{[]string{"call", "-kwargs", `{"name":"Ann","times":2}`, q, "greet"}, 0, `"hello Ann hello Ann "` + "\n", ""},
 		{[]string{"call", q, "order", "2"}, 0, `"ok"` + "\n", ""},
+		{[]string{"call", q, "countdown", "3"}, 0, "3\n2\n1\n", ""},
+		{[]string{"call", q, "countdown", "6"}, 1, "6\n5\n4\n3\n2\n1\n", "invalid_argument: at most 5"},
 		{[]string{"call", q, "order", "5"}, 1, "", "out_of_stock: only 3 left\ndetails: {\"left\":3}\n"},
 		{[]string{"call", q, "nope"}, 1, "", "not_found: no function \"nope\"\nredisrpc info " + q + " lists its functions\n"},
 		{[]string{"call", q, "sum", "a", "b"}, 1, "", "invalid_argument"},
@@ -140,14 +155,15 @@ func TestLsInfoStatsBench(t *testing.T) {
 	time.Sleep(400 * time.Millisecond) // a beat publishes the counts
 
 	code, stdout, _ = cli(t, srv.URL, "ls")
-	if code != 0 || !containsLine(stdout, q, "1", "greet order sum") {
+	if code != 0 || !containsLine(stdout, q, "1", "countdown greet order sum") {
 		t.Errorf("ls: got %d:\n%s\nwant a line for %s with 1 server and its functions", code, stdout, q)
 	}
 	code, stdout, _ = cli(t, srv.URL, "info", q)
 	if code != 0 || !strings.Contains(stdout, "1 live servers") || !containsLine(stdout, "at-most-once", "64", "1048576") ||
 		!containsLine(stdout, "greet", "request", "main.greeting", "{name: string, times: integer}") ||
 		!containsLine(stdout, "response", "string", "string") ||
-		!containsLine(stdout, "sum", "request", "[]float64", "[]number") || !containsLine(stdout, "response", "float64", "number") {
+		!containsLine(stdout, "sum", "request", "[]float64", "[]number") || !containsLine(stdout, "response", "float64", "number") ||
+		!containsLine(stdout, "countdown", "request", "int", "integer") || !containsLine(stdout, "stream of", "int", "integer") {
 		t.Errorf("info: got %d:\n%s", code, stdout)
 	}
 	code, stdout, _ = cli(t, srv.URL, "stats", q)
@@ -177,8 +193,8 @@ func TestContract(t *testing.T) {
 		t.Fatalf("schema: got %d, %s", code, stderr)
 	}
 	var saved contractFile
-	if err := json.Unmarshal([]byte(stdout), &saved); err != nil || saved.Queue != q || len(saved.Functions) != 3 {
-		t.Fatalf("schema: got %v, %s; want the contract of greet, order and sum", err, stdout)
+	if err := json.Unmarshal([]byte(stdout), &saved); err != nil || saved.Queue != q || len(saved.Functions) != 4 {
+		t.Fatalf("schema: got %v, %s; want the contract of countdown, greet, order and sum", err, stdout)
 	}
 	wantGreet := `{"$schema":"https://json-schema.org/draft/2020-12/schema","title":"main.greeting","type":"object",` +
 		`"properties":{"name":{"type":"string"},"times":{"type":"integer"}},"required":["name","times"]}`
@@ -219,6 +235,7 @@ func TestContract(t *testing.T) {
 	want := "gone: no live server serves it\n" +
 		`greet: the client sends "count", which the server's request type lacks; the server reads "times", which the client never sends` + "\n" +
 		"sum: the server sends a number as the response, which the client reads as an object\n" +
+		"countdown: served, and not in " + filepath.Join(dir, "drifted.json") + " (compatible)\n" +
 		"order: served, and not in " + filepath.Join(dir, "drifted.json") + " (compatible)\n"
 	if code != 1 || stdout != want || !strings.Contains(stderr, "in 3 of its 3 functions") {
 		t.Errorf("check, drifted: got %d,\n%s%s\nwant 1,\n%s", code, stdout, stderr, want)

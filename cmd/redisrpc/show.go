@@ -77,7 +77,11 @@ func cmdInfo(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(w, "FUNCTION\t\tGO TYPE\tMEMBERS")
 		for _, f := range q.Functions {
 			fmt.Fprintf(w, "%s\trequest\t%s\t%s\n", f.Name, f.Request, members(f.RequestSchema))
-			fmt.Fprintf(w, "\tresponse\t%s\t%s\n", f.Response, members(f.ResponseSchema))
+			if f.Stream {
+				fmt.Fprintf(w, "\tstream of\t%s\t%s\n", f.Response, members(f.ResponseSchema))
+			} else {
+				fmt.Fprintf(w, "\tresponse\t%s\t%s\n", f.Response, members(f.ResponseSchema))
+			}
 		}
 		w.Flush()
 	}

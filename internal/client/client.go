@@ -119,12 +119,32 @@ type result struct {
 	lost bool
 }
 
-// call is a pending call: its result comes on ch.
+// call is a pending call: its result comes on ch; a stream's every message
+// but its beats.
 type call struct {
-	ch   chan result
-	body string       // the request as last sent
-	list string       // where it went
-	sent *atomic.Bool // Redis took it
+	ch     chan result
+	body   string       // the request as last sent
+	list   string       // where it went
+	sent   *atomic.Bool // Redis took it
+	stream *streamState // of a stream call (OpenStream), else nil
+}
+
+// put sends r to p, which has room for it, unless p is a stream whose
+// channel is full: never blocking, it then marks the stream failed.
+func (p *call) put(r result) {
+	if p.stream == nil {
+		p.ch <- r
+		return
+	}
+	select {
+	case p.ch <- r:
+	default:
+		if r.err != nil {
+			p.stream.failure.Store(&r.err)
+		} else {
+			p.stream.lost.Store(true)
+		}
+	}
 }
 
 // calls holds the calls that received their result, to be used again:
@@ -161,7 +181,7 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 	for _, it := range failed {
 		if p, ok := c.pending[it.ID]; ok && p.body == it.Value {
 			delete(c.pending, it.ID)
-			p.ch <- result{err: c.cfg.Transport(&sendError{err})}
+			p.put(result{err: c.cfg.Transport(&sendError{err})})
 		}
 	}
 }
@@ -626,7 +646,7 @@ func (c *Client) unregister(id string, p *call) bool {
 // failAll ends every pending call with err. c.mu must be held.
 func (c *Client) failAll(err error) {
 	for id, p := range c.pending {
-		p.ch <- result{err: err}
+		p.put(result{err: err})
 		delete(c.pending, id)
 	}
 }
@@ -638,7 +658,7 @@ func (c *Client) failAll(err error) {
 // receivers back off together, logging the outage once (package outage).
 func (c *Client) receive() {
 	defer c.wg.Done()
-	var claimed []chan result // the calls of msgs, by index; nil where none
+	var claimed []*call // the calls of msgs, by index; nil where none
 	// The deadline ends a pop on a connection that died silently, as over a
 	// network partition; Close ends it at once.
 	window := deadline.NewWindow(c.ctx, lists.MaxPopWait, time.Second)
@@ -671,9 +691,11 @@ func (c *Client) receive() {
 		}
 		c.mu.Unlock()
 		// Waking the callers outside c.mu keeps new calls from waiting on it.
-		for i, ch := range claimed {
-			if ch != nil {
-				ch <- result{raw: msgs[i]}
+		for i, p := range claimed {
+			switch {
+			case p == nil:
+			default:
+				p.put(result{raw: msgs[i]})
 			}
 		}
 		clear(claimed) // hold no finished call's channel while waiting
@@ -707,10 +729,11 @@ func (c *Client) nextBackoff() time.Duration {
 // Redis comes back a client or server notices.
 const maxBackoff = 500 * time.Millisecond
 
-// claim takes the call msg answers off the pending ones and returns its
-// channel, on which only the caller of claim may then send; nil if there is
-// none. c.mu must be held.
-func (c *Client) claim(msg string) chan result {
+// claim takes the call msg answers off the pending ones and returns it; only
+// the caller of claim may then send on its channel; nil if there is none. A
+// stream stays pending until its end, and its beats are taken here. c.mu
+// must be held.
+func (c *Client) claim(msg string) *call {
 	id, err := wire.ResponseID(msg)
 	if err != nil {
 		c.cfg.Logger.Warn("redisrpc: dropped a malformed response", "queue", c.replyKey, "err", err, "message", wire.Clip(msg))
@@ -726,6 +749,18 @@ func (c *Client) claim(msg string) chan result {
 		c.cfg.Logger.Debug("redisrpc: dropped a response nobody waits for", "queue", c.replyKey, "id", id)
 		return nil
 	}
+	if p.stream != nil {
+		// A stream stays pending until it has read its end: its items may
+		// still be on their way from the other receiver.
+		p.stream.heard.Store(time.Now().UnixNano())
+		if wire.IsBeat(msg, id) {
+			if b := wire.BeatOf(msg); b > 0 {
+				p.stream.beat.Store(b)
+			}
+			return nil
+		}
+		return p
+	}
 	delete(c.pending, id)
-	return p.ch
+	return p
 }

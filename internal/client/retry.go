@@ -348,7 +348,7 @@ func (c *Client) recover() error {
 	byList := map[string][]sentCall{}
 	c.mu.Lock()
 	for id, p := range c.pending {
-		if p.list != "" && p.sent != nil && p.sent.Load() {
+		if p.stream == nil && p.list != "" && p.sent != nil && p.sent.Load() { // streams are never sent again
 			byList[p.list] = append(byList[p.list], sentCall{id, p, p.body})
 		}
 	}

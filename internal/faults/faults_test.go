@@ -70,6 +70,7 @@ func serverProcess() {
 	if os.Getenv("FAULTS_MODE") == "drift" {
 		redisrpc.Handle(mux, serverPlaceOrder, placeOrder)
 	}
+	redisrpc.HandleStream(mux, Ticks, ticks)
 	redisrpc.Handle(mux, Slow, func(ctx context.Context, ms int) (int, error) {
 		if ms < 0 { // a poison request: it kills the server
 			os.Exit(3)

@@ -47,6 +47,8 @@ type Function struct {
 	Response       string          `json:"response"`
 	RequestSchema  json.RawMessage `json:"request_schema,omitempty"`
 	ResponseSchema json.RawMessage `json:"response_schema,omitempty"`
+	// Stream marks a stream endpoint, whose response is its items' type.
+	Stream bool `json:"stream,omitempty"`
 }
 
 // Stats are a server's counts since it started.

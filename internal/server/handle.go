@@ -125,9 +125,28 @@ func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
 			r.settle(ctx, w, job, &req, wire.Failure(req.ID, wire.CodeInternal, "the handler of "+req.FunctionCall.Name+" exited without returning"))
 		}
 	}()
+	var stream *streamStart
+	if req.Stream > 0 {
+		stream = &streamStart{r: r, job: job}
+		ctx = context.WithValue(ctx, streamKey{}, stream)
+	}
 	resp := r.call(ctx, &req)
 	returned = true
+	if stream != nil && stream.opened {
+		r.settleStream(w, &req, resp)
+		return
+	}
 	r.settle(ctx, w, job, &req, resp)
+}
+
+// settleStream sends the end of a stream whose request has left its
+// processing list already (Open): owed to its deadline, or a minute.
+func (r *run) settleStream(w *worker, req *wire.Request, resp wire.Response) {
+	if !w.end() {
+		return
+	}
+	body := wire.AppendResponse(make([]byte, 0, 64+len(resp.ID)+len(resp.Exception)), &resp)
+	r.s.pusher.Push(lists.Item{Key: req.ResponseQueue, Value: rueidis.BinaryString(body), Until: r.until(req)})
 }
 
 // answeredBefore looks for the kept answer to req, sent again by its

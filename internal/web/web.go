@@ -114,6 +114,7 @@ type Function struct {
 	Name            string            `json:"name"`
 	Request         string            `json:"request"`
 	Response        string            `json:"response"`
+	Stream          bool              `json:"stream,omitempty"` // a stream endpoint: Response is its items' type
 	RequestMembers  string            `json:"request_members,omitempty"`
 	ResponseMembers string            `json:"response_members,omitempty"`
 	Example         json.RawMessage   `json:"example,omitempty"`
@@ -276,7 +277,7 @@ func (s *Server) service(q *inspect.Queue, dead []inspect.DeadLetter) Service {
 	}
 	for _, f := range q.Functions {
 		st := q.Stats[f.Name]
-		fn := Function{Name: f.Name, Request: f.Request, Response: f.Response,
+		fn := Function{Name: f.Name, Request: f.Request, Response: f.Response, Stream: f.Stream,
 			Calls: st.Calls, Errors: st.Errors, P50US: st.P50.Microseconds(), P99US: st.P99.Microseconds()}
 		if req, err := schema.Parse(f.RequestSchema); err == nil && f.RequestSchema != nil {
 			fn.RequestMembers, fn.Example = schema.Describe(req), schema.Example(req)

@@ -92,6 +92,9 @@ func AppendRequest(b []byte, r *Request) []byte {
 	if r.Attempt > 1 {
 		b = strconv.AppendInt(append(b, `,"attempt":`...), int64(r.Attempt), 10)
 	}
+	if r.Stream > 0 {
+		b = strconv.AppendInt(append(b, `,"stream":`...), int64(r.Stream), 10)
+	}
 	return append(b, '}')
 }
 
@@ -101,6 +104,9 @@ func AppendResponse(b []byte, r *Response) []byte {
 	b = append(b, '{')
 	if r.ID != "" {
 		b = append(appendString(append(b, `"id":`...), r.ID), ',')
+	}
+	if r.End {
+		b = append(strconv.AppendInt(append(b, `"seq":`...), r.Seq, 10), ',')
 	}
 	if r.Failed() {
 		b = append(append(b, `"exception":`...), r.Exception...)
@@ -140,6 +146,8 @@ func DecodeRequest(msg string) (r Request, err error) {
 			return decodeMillis(value, &r.Sent, errBadSent)
 		case `"attempt"`:
 			return decodeAttempt(value, &r.Attempt)
+		case `"stream"`:
+			return decodeWindow(value, &r.Stream)
 		case `"meta"`:
 			if string(value) != "null" {
 				var meta map[string]string // not r.Meta, which would put r on the heap
@@ -188,6 +196,9 @@ func DecodeResponse(msg string) (r Response, err error) {
 			}
 		case `"id"`:
 			return decodeString(value, &r.ID, "id")
+		case `"seq"`:
+			r.End = true
+			return decodeSeq(value, &r.Seq)
 		}
 		return nil
 	})

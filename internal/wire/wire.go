@@ -21,6 +21,9 @@ type Request struct {
 	// Attempt numbers the sends of one call, from 1; a server that keeps
 	// answers (WithDedupe) looks up those of requests sent again (2 and up).
 	Attempt int `json:"attempt,omitempty"`
+	// Stream, 1 to MaxWindow, asks for the results of a stream endpoint:
+	// at most that many items unread at once (stream.go).
+	Stream int `json:"stream,omitempty"`
 }
 
 // FunctionCall names the function and carries its arguments as raw JSON:
@@ -41,6 +44,9 @@ type Response struct {
 	Code        string          `json:"code,omitempty"`
 	Details     json.RawMessage `json:"details,omitempty"` // of a failure: any JSON value
 	ID          string          `json:"id,omitempty"`
+	// End marks the end of a stream, after Seq items (stream.go).
+	End bool  `json:"-"`
+	Seq int64 `json:"seq,omitempty"`
 }
 
 // Failed reports whether r carries an exception.

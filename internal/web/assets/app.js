@@ -94,7 +94,7 @@ function callForm(svc) {
     members.replaceChildren();
     if (!f) return;
     if (f.request_members) members.append(el("div", {}, "request ", el("code", {}, f.request_members)));
-    if (f.response_members) members.append(el("div", {}, "response ", el("code", {}, f.response_members)));
+    if (f.response_members) members.append(el("div", {}, f.stream ? "stream of " : "response ", el("code", {}, f.response_members)));
     const next = f.example !== undefined ? JSON.stringify(f.example) : "";
     if (args.value === "" || args.value === example) args.value = next;
     example = next;
@@ -194,7 +194,8 @@ function body(svc, actions, deadResult) {
       svc.servers.map(s => [s.id, s.host, s.pid, ago(s.uptime_s), s.mode, s.concurrency, s.shards, s.in_flight, s.version])));
   }
   parts.push(el("h3", {}, "Functions"), table(["function", "request", "response", "calls", "errors", "p50", "p99"],
-    svc.functions.map(f => [f.name, el("code", {}, f.request), el("code", {}, f.response), f.calls, codes(f.errors), dur(f.p50_us), dur(f.p99_us)])));
+    svc.functions.map(f => [f.name, el("code", {}, f.request), f.stream ? el("span", {}, "stream of ", el("code", {}, f.response)) : el("code", {}, f.response),
+      f.calls, codes(f.errors), dur(f.p50_us), dur(f.p99_us)])));
   if (svc.processing && svc.processing.length) {
     parts.push(el("h3", {}, "Processing lists"), table(["server", "list", "requests", "server state"],
       svc.processing.map(p => [p.Server, p.List, p.Requests, p.Live ? "live" : "gone: given back at the next beat"])));
