@@ -21,7 +21,11 @@
 // (redisrpc's WithClassicServer mode: one response list and one BLPOP per call,
 // the classic design), "nats" (nats.go Request against a queue subscriber),
 // "psrpc" (github.com/livekit/psrpc over its Redis bus, protobuf BytesValue
-// messages of -sizes bytes, a method routed as a queue) and "jetstream" (NATS
+// messages of -sizes bytes, a method routed as a queue), "stream" and
+// "nats-stream" (streams of 1000 items of 64 bytes: redisrpc's CallStream,
+// and a NATS request answered by that many messages to its inbox; a call
+// reads one item, so calls/s is items/s and CPU is per item; -callers is
+// the streams at once) and "jetstream" (NATS
 // JetStream as the at-least-once anchor: each request published into a
 // work-queue stream on file storage, in a broker of its own, and taken by a
 // pull consumer that replies to the inbox the request names, then acks).
@@ -40,6 +44,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"os"
 	"os/exec"
@@ -70,6 +75,14 @@ type payload struct {
 }
 
 var echo = redisrpc.NewEndpoint[payload, payload]("echo")
+
+// stream answers n with n items like echo's response (the systems
+// "stream" and "nats-stream"): each call of those systems reads one item,
+// of a stream of streamItems, and opens the next stream after the last, so
+// that calls/s is items/s and CPU per call is CPU per item.
+var stream = redisrpc.NewStream[int, payload]("stream")
+
+const streamItems = 1000
 
 // echoRaw is echo without JSON of its own: the request's bytes travel as
 // they are, as json.RawMessage, for the transport alone.
@@ -544,7 +557,9 @@ func serve(sys, addr string) error {
 		return servePsrpc(addr)
 	case "jetstream":
 		return serveJetStream(addr)
-	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "dedupe", "blocking-pop", "redisrpc-raw":
+	case "nats-stream":
+		return serveNatsStream(addr)
+	case "redisrpc", "redisrpc-sharded", "redisrpc-goccy", "at-least-once", "dedupe", "blocking-pop", "redisrpc-raw", "stream":
 		rc, err := redisClient(addr)
 		if err != nil {
 			return err
@@ -558,9 +573,21 @@ func serve(sys, addr string) error {
 			opts = append(opts, redisrpc.WithDedupe(0))
 		}
 		mux := redisrpc.NewMux(rc, queue, opts...)
-		if sys == "redisrpc-raw" {
+		switch sys {
+		case "redisrpc-raw":
 			redisrpc.Handle(mux, echoRaw, func(_ context.Context, b json.RawMessage) (json.RawMessage, error) { return b, nil })
-		} else {
+		case "stream":
+			redisrpc.HandleStream(mux, stream, func(_ context.Context, n int, send func(payload) error) error {
+				p := payload{Data: strings.Repeat("x", 44)} // 64 bytes of JSON
+				for i := range n {
+					p.ID = i
+					if err := send(p); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		default:
 			redisrpc.Handle(mux, echo, handle)
 		}
 		served := make(chan error, 1)
@@ -609,7 +636,44 @@ func client(args []string) error {
 	req := payload{Data: strings.Repeat("x", max(size-20, 1))}
 
 	var call func(ctx context.Context) error
+	// perCaller, where set, makes each caller's call, with state of its own,
+	// and what ends it.
+	var perCaller func() (func(ctx context.Context) error, func())
 	switch sys {
+	case "stream":
+		rc, err := redisClient(addr)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		c := redisrpc.NewClient(rc, queue)
+		defer c.Close()
+		perCaller = func() (func(ctx context.Context) error, func()) {
+			var next func() (payload, error, bool)
+			stop := func() {}
+			return func(ctx context.Context) error {
+					for {
+						if next == nil {
+							next, stop = iter.Pull2(redisrpc.CallStream(context.Background(), c, stream, streamItems))
+						}
+						_, err, ok := next()
+						if ok {
+							return err
+						}
+						stop()
+						next = nil
+					}
+				}, func() {
+					stop()
+				}
+		}
+	case "nats-stream":
+		nc, err := nats.Connect(addr)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		perCaller = natsStreamCaller(nc)
 	case "nats":
 		nc, err := nats.Connect(addr)
 		if err != nil {
@@ -689,6 +753,12 @@ func client(args []string) error {
 	)
 	for range callers {
 		wg.Go(func() {
+			call := call
+			if perCaller != nil {
+				var done func()
+				call, done = perCaller()
+				defer done()
+			}
 			mine := make([]time.Duration, 0, 1<<14)
 			for !stop.Load() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -195,3 +195,77 @@ func jetStreamCaller(addr string, req payload) (func(context.Context) error, fun
 	}
 	return call, nc.Close, nil
 }
+
+// serveNatsStream answers each request on "stream", n, with n items like
+// echo's response published to its reply subject, then "end": a request
+// answered by many messages to the reply inbox, each stream in a goroutine
+// of its own so that streams run at once, as redisrpc's do.
+func serveNatsStream(addr string) error {
+	nc, err := nats.Connect(addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_, err = nc.QueueSubscribe("stream", "servers", func(m *nats.Msg) {
+		go func() {
+			var n int
+			if json.Unmarshal(m.Data, &n) != nil {
+				return
+			}
+			p := payload{Data: strings.Repeat("x", 44)}
+			for i := range n {
+				p.ID = i
+				b, _ := json.Marshal(p)
+				if nc.Publish(m.Reply, b) != nil {
+					return
+				}
+			}
+			nc.Publish(m.Reply, []byte("end"))
+		}()
+	})
+	if err != nil {
+		return err
+	}
+	nc.Flush()
+	fmt.Println("ready")
+	waitSignal()
+	return nil
+}
+
+// natsStreamCaller makes each caller's call of nats-stream: it reads one
+// item from its inbox, decoding it, and asks for the next stream after
+// the end.
+func natsStreamCaller(nc *nats.Conn) func() (func(ctx context.Context) error, func()) {
+	return func() (func(ctx context.Context) error, func()) {
+		inbox := nats.NewInbox()
+		sub, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			return func(context.Context) error { return err }, func() {}
+		}
+		sub.SetPendingLimits(-1, -1)
+		open := false
+		body, _ := json.Marshal(streamItems)
+		return func(ctx context.Context) error {
+				for {
+					if !open {
+						if err := nc.PublishRequest("stream", inbox, body); err != nil {
+							return err
+						}
+						open = true
+					}
+					m, err := sub.NextMsgWithContext(ctx)
+					if err != nil {
+						return err
+					}
+					if string(m.Data) == "end" {
+						open = false
+						continue
+					}
+					var p payload
+					return json.Unmarshal(m.Data, &p)
+				}
+			}, func() {
+				sub.Unsubscribe()
+			}
+	}
+}
