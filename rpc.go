@@ -182,6 +182,15 @@
 // that wraps the failure (errors.Is and errors.As reach it); they are never
 // retried.
 //
+// # Streams
+//
+// A stream endpoint (NewStream) answers one request with many items, in
+// order, each once, then an end: HandleStream serves it, CallStream ranges
+// over it (an iter.Seq2). At most WithStreamWindow items wait unread; the
+// caller grants more as it reads, and breaking out of the loop ends the
+// handler's context. A server that goes silent for its heartbeat fails the
+// stream with CodeUnavailable. Streams are at most once.
+//
 // # The contract
 //
 // Handle publishes each function's request and response types in the
