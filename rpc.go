@@ -679,6 +679,9 @@ func CallStream[Req, Item any](ctx context.Context, c *Client, s Stream[Req, Ite
 			if !ok && v != nil {
 				return nil, fmt.Errorf("an interceptor passed on a %T, want a %T", v, req)
 			}
+			if err := c.checkContract(ctx, e.name, reflect.TypeFor[Req](), reflect.TypeFor[Item](), layouts[e.style]); err != nil {
+				return nil, err
+			}
 			fc, err := e.encode(c.cfg.codec, req)
 			if err != nil {
 				return nil, err

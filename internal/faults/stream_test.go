@@ -311,3 +311,23 @@ func TestStreamErrorsAndClassic(t *testing.T) {
 		t.Errorf("Call of a stream endpoint: got %v, want invalid_argument saying to use CallStream", err)
 	}
 }
+
+// TestStreamContract: a stream's item type is compared with the server's as
+// a call's response is: a strict client whose items read another member
+// fails at once.
+func TestStreamContract(t *testing.T) {
+	t.Parallel()
+	q := serveTicks(t, nil)
+	type other struct {
+		N int `json:"n"`
+	}
+	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithStrictContract())
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, err := range redisrpc.CallStream(ctx, c, redisrpc.NewStream[tickRequest, other]("ticks"), tickRequest{N: 1}) {
+		if redisrpc.CodeOf(err) != redisrpc.CodeInvalidArgument || !strings.Contains(err.Error(), `the client reads "n", which the server never sends`) {
+			t.Errorf("got %v, want invalid_argument naming n", err)
+		}
+	}
+}
