@@ -152,7 +152,7 @@ type handler struct {
 	// stream runs a stream handler (HandleStream) with its decoded request;
 	// nil for a function that answers once.
 	stream func(ctx context.Context, req any, st *server.Stream) error
-	stats   stats.Function
+	stats  stats.Function
 }
 
 // Mux serves the functions registered on it from one request queue. Register
@@ -325,6 +325,12 @@ func (m *Mux) runStream(hc *handlerContext, req *wire.Request, h *handler) wire.
 	if err != nil {
 		return m.failure(hc, req, NewError(CodeUnavailable, "starting the stream: "+err.Error()))
 	}
+	closed := false
+	defer func() {
+		if !closed { // an interceptor panicked, or the handler's goroutine exited
+			st.Abort(errors.New("the stream's handler did not return"))
+		}
+	}()
 	sc := &handlerContext{Context: ctx, info: hc.info}
 	sc.info.Stream = true
 	run := func(ctx context.Context, info *CallInfo, v any) (any, error) {
@@ -340,14 +346,16 @@ func (m *Mux) runStream(hc *handlerContext, req *wire.Request, h *handler) wire.
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if cerr := st.Close(cctx); err == nil && cerr != nil {
+	cerr := st.Close(cctx)
+	closed = true
+	if err == nil && cerr != nil {
 		err = NewError(CodeUnavailable, "sending the stream: "+cerr.Error())
 	}
 	resp := wire.Success(req.ID, nil)
 	if err != nil {
 		resp = m.failure(sc, req, err)
 	}
-	resp.End, resp.Seq = true, st.Sent()
+	resp.End, resp.Seq = true, st.Pushed() // the items Redis took: the caller waits for no other
 	return resp
 }
 

@@ -665,7 +665,8 @@ func call[Req, Resp any](ctx context.Context, c *Client, e Endpoint[Req, Resp], 
 // streams are at most once and never sent again). Breaking out of the loop,
 // or ctx ending, cancels the stream: the handler's context ends within 100
 // ms. ctx's deadline and metadata travel as for Call; without a deadline a
-// stream runs until it ends (WithCallTimeout does not apply). At most
+// stream runs until it ends, once it has started: one no server has started
+// within WithCallTimeout (30 s by default) fails with CodeUnavailable. At most
 // WithStreamWindow items wait unread. Interceptors see the whole stream as
 // one call, whose CallInfo counts its Items.
 func CallStream[Req, Item any](ctx context.Context, c *Client, s Stream[Req, Item], req Req) iter.Seq2[Item, error] {
@@ -690,7 +691,7 @@ func CallStream[Req, Item any](ctx context.Context, c *Client, s Stream[Req, Ite
 			if !info.Deadline.IsZero() {
 				r.Deadline = wire.Deadline(info.Deadline)
 			}
-			st, err := c.engine.OpenStream(ctx, &r, c.cfg.window)
+			st, err := c.engine.OpenStream(ctx, &r, c.cfg.window, c.cfg.timeout)
 			if err != nil {
 				return nil, err
 			}

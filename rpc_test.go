@@ -2388,7 +2388,10 @@ func TestHealthHandler(t *testing.T) {
 
 	c := newClient(t, rc, q)
 	called := make(chan error, 1)
-	go func() { _, err := redisrpc.Call(timeout(t, 10*time.Second), c, redisrpc.NewEndpoint[int, int]("hold"), 1); called <- err }()
+	go func() {
+		_, err := redisrpc.Call(timeout(t, 10*time.Second), c, redisrpc.NewEndpoint[int, int]("hold"), 1)
+		called <- err
+	}()
 	waitFor(t, func() bool { return mux.Stats().InFlight == 1 })
 	want("every slot busy", 200, 200, "every slot busy")
 	close(hold)

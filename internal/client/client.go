@@ -187,15 +187,27 @@ func (c *Client) pushFailed(failed []lists.Item, err error) {
 }
 
 // Close fails the calls in flight and later ones with cfg.Closed, forgets
-// requests not yet sent, and waits for the client's goroutines to end.
+// requests not yet sent, cancels the streams open, and waits for the
+// client's goroutines to end.
 func (c *Client) Close() {
 	c.mu.Lock()
+	var open []*streamState
 	if !c.closed {
 		c.closed = true
 		c.stop()
+		for _, p := range c.pending {
+			if p.stream != nil {
+				open = append(open, p.stream)
+			}
+		}
 		c.failAll(c.cfg.Closed)
 	}
 	c.mu.Unlock()
+	if len(open) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c.grantAll(ctx, open, true)
+		cancel()
+	}
 	c.pusher.Stop()
 	c.wg.Wait()
 }
@@ -490,6 +502,7 @@ func (c *Client) watch() {
 		failing := false
 		for first := true; ; first = false {
 			failing = c.refresh(failing)
+			c.keepStreams()
 			if first {
 				close(c.watched)
 			}
@@ -501,6 +514,48 @@ func (c *Client) watch() {
 		}
 	}()
 }
+
+// keepStreams grants again what each open stream has read, so that its
+// server knows its caller is there however slowly it reads (the server
+// gives up on a caller silent for server.CallerTimeout).
+func (c *Client) keepStreams() {
+	c.mu.Lock()
+	var open []*streamState
+	for _, p := range c.pending {
+		if p.stream != nil {
+			open = append(open, p.stream)
+		}
+	}
+	c.mu.Unlock()
+	if len(open) > 0 {
+		ctx, cancel := context.WithTimeout(c.ctx, registryRefresh)
+		defer cancel()
+		c.grantAll(ctx, open, false)
+	}
+}
+
+// grantAll pushes to the credit list of each stream what it has read, or
+// with cancel, the end of it.
+func (c *Client) grantAll(ctx context.Context, streams []*streamState, cancel bool) {
+	cmds := make(rueidis.Commands, 0, 2*len(streams))
+	for _, st := range streams {
+		grant := strconv.FormatInt(st.read.Load(), 10)
+		if cancel {
+			grant = wire.Cancel
+		}
+		cmds = append(cmds, c.rc.B().Rpush().Key(st.credit).Element(grant).Build(),
+			c.rc.B().Pexpire().Key(st.credit).Milliseconds(time.Minute.Milliseconds()).Build())
+	}
+	for _, r := range c.rc.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			c.cfg.Logger.Debug("redisrpc: granting the items of streams", "queue", c.replyKey, "err", err)
+			return
+		}
+	}
+}
+
+// maxBeat bounds the heartbeat a server may say it has (its beats).
+const maxBeat = 10 * time.Minute
 
 // refresh reads the registry: how many servers are live, their shards and
 // their message limit. It logs a failure to read when it starts and the
@@ -755,7 +810,7 @@ func (c *Client) claim(msg string) *call {
 		p.stream.heard.Store(time.Now().UnixNano())
 		if wire.IsBeat(msg, id) {
 			if b := wire.BeatOf(msg); b > 0 {
-				p.stream.beat.Store(b)
+				p.stream.beat.Store(min(b, maxBeat.Milliseconds()))
 			}
 			return nil
 		}

@@ -17,9 +17,11 @@ import (
 // streamState is what the receivers keep of a pending stream: the beats
 // they take, which never reach its channel.
 type streamState struct {
-	heard atomic.Int64 // Unix ns of its last message
-	beat  atomic.Int64 // its server's heartbeat, ms; 0 before the handler started
-	lost  atomic.Bool  // a message did not fit its channel
+	heard  atomic.Int64 // Unix ns of its last message
+	beat   atomic.Int64 // its server's heartbeat, ms; 0 before the handler started
+	lost   atomic.Bool  // a message did not fit its channel
+	credit string       // where it grants
+	read   atomic.Int64 // items read: granted again every registryRefresh, so that the server knows the caller is there
 	// failure is the error that ended the stream where it did not fit.
 	failure atomic.Pointer[error]
 }
@@ -37,6 +39,8 @@ type Stream struct {
 	read     int64                        // items read
 	granted  int64                        // items read when last granted
 	deadline time.Time
+	opened   time.Time
+	start    time.Duration // how long the stream may take to start
 	done     bool
 }
 
@@ -45,8 +49,10 @@ type Stream struct {
 var ErrSilent = errors.New("the server of the stream went silent")
 
 // OpenStream sends req, whose ID comes from NewID, as a stream call with a
-// window of that many unread items, and returns the stream to read. Close it.
-func (c *Client) OpenStream(ctx context.Context, req *wire.Request, window int) (*Stream, error) {
+// window of that many unread items, and returns the stream to read. A
+// stream that has not started within start (no server took it, or the one
+// that did stopped) fails. Close it.
+func (c *Client) OpenStream(ctx context.Context, req *wire.Request, window int, start time.Duration) (*Stream, error) {
 	if c.cfg.Classic {
 		return nil, c.cfg.NoID
 	}
@@ -67,7 +73,7 @@ func (c *Client) OpenStream(ctx context.Context, req *wire.Request, window int) 
 	}
 	// Room for every item the window allows, items sent again after a
 	// failure of the server's push, and the end.
-	p := &call{ch: make(chan result, 2*window+2), stream: &streamState{}}
+	p := &call{ch: make(chan result, 3*window+4), stream: &streamState{credit: wire.Credit(c.replyKey, req.ID)}}
 	p.body, p.list = string(body), v.lists[0]
 	if len(v.lists) > 1 {
 		p.list = v.lists[int(c.nextList.Add(1))%len(v.lists)]
@@ -77,7 +83,8 @@ func (c *Client) OpenStream(ctx context.Context, req *wire.Request, window int) 
 		c.release()
 		return nil, err
 	}
-	s := &Stream{c: c, p: p, id: req.ID, credit: wire.Credit(c.replyKey, req.ID), window: int64(window), stash: map[int64]wire.StreamMessage{}}
+	s := &Stream{c: c, p: p, id: req.ID, credit: p.stream.credit, window: int64(window), stash: map[int64]wire.StreamMessage{},
+		opened: time.Now(), start: start}
 	s.deadline, _ = ctx.Deadline()
 	if !c.pusher.Push(lists.Item{Key: p.list, Value: p.body, ID: req.ID, Sent: p.sent}) {
 		s.Close()
@@ -111,52 +118,72 @@ func (s *Stream) Next(ctx context.Context) (wire.StreamMessage, error) {
 		if s.p.stream.lost.Load() {
 			return s.fail(fmt.Errorf("%w: more items came than the window allows", wire.ErrMalformed))
 		}
-		var silent <-chan time.Time
+		// What has come is read first: a consumer slower than the heartbeat
+		// finds it waiting.
+		select {
+		case r := <-s.p.ch:
+			if m, done, err := s.take(ctx, r); done {
+				return m, err
+			}
+			continue
+		default:
+		}
+		var wait time.Duration
 		if beat := time.Duration(s.p.stream.beat.Load()) * time.Millisecond; beat > 0 {
-			left := beat - time.Since(time.Unix(0, s.p.stream.heard.Load()))
-			if left <= 0 {
+			wait = beat - time.Since(time.Unix(0, s.p.stream.heard.Load()))
+			if wait <= 0 {
 				return s.fail(s.c.cfg.Transport(fmt.Errorf("%w: nothing for %v, its heartbeat: it stopped, or lost Redis", ErrSilent, beat)))
 			}
-			if timer == nil {
-				timer = time.NewTimer(left)
-			} else {
-				timer.Reset(left)
-			}
-			silent = timer.C
 		} else {
-			// Until the handler starts, the request may wait in the queue:
-			// the beat of its start sets the pace, so look again soon.
-			if timer == nil {
-				timer = time.NewTimer(100 * time.Millisecond)
-			} else {
-				timer.Reset(100 * time.Millisecond)
+			wait = s.start - time.Since(s.opened)
+			if wait <= 0 {
+				return s.fail(s.c.cfg.Transport(fmt.Errorf("the stream did not start within %v: no server took it, or the one that did stopped", s.start)))
 			}
-			silent = timer.C
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
 		}
 		select {
 		case r := <-s.p.ch:
-			if r.err != nil {
-				return s.fail(r.err)
+			if m, done, err := s.take(ctx, r); done {
+				return m, err
 			}
-			m, err := wire.DecodeStream(r.raw)
-			if err != nil {
-				return s.fail(fmt.Errorf("stream: %w", err))
-			}
-			switch {
-			case m.Kind == wire.KindBeat:
-			case m.Kind == wire.KindEnd && !m.End.End: // a failure before the stream started
-				return s.deliver(ctx, m)
-			case m.Seq < s.next && m.Kind == wire.KindItem: // pushed again: read already
-			case m.Seq == s.next:
-				return s.deliver(ctx, m)
-			default:
-				s.stash[m.Seq] = m
-			}
-		case <-silent:
+		case <-timer.C:
 		case <-ctx.Done():
 			return wire.StreamMessage{}, ctx.Err()
 		}
 	}
+}
+
+// take reads r, a message of the stream, and reports whether Next returns
+// with what it returns: the next item, the end, or a failure.
+func (s *Stream) take(ctx context.Context, r result) (wire.StreamMessage, bool, error) {
+	if r.err != nil {
+		m, err := s.fail(r.err)
+		return m, true, err
+	}
+	m, err := wire.DecodeStream(r.raw)
+	if err != nil {
+		m, err := s.fail(fmt.Errorf("stream: %w", err))
+		return m, true, err
+	}
+	switch {
+	case m.Kind == wire.KindBeat:
+	case m.Kind == wire.KindEnd && (!m.End.End || m.End.Failed() && m.Seq < s.next):
+		// A failure before the stream started, or one whose items were not
+		// all pushed: it ends the stream as it is.
+		m, err := s.deliver(ctx, m)
+		return m, true, err
+	case m.Seq < s.next && m.Kind == wire.KindItem: // pushed again: read already
+	case m.Seq == s.next:
+		m, err := s.deliver(ctx, m)
+		return m, true, err
+	default:
+		s.stash[m.Seq] = m
+	}
+	return wire.StreamMessage{}, false, nil
 }
 
 // deliver returns m, the next message, granting the server more items
@@ -170,6 +197,7 @@ func (s *Stream) deliver(ctx context.Context, m wire.StreamMessage) (wire.Stream
 	}
 	s.next++
 	s.read++
+	s.p.stream.read.Store(s.read)
 	if s.read-s.granted >= max(s.window/4, 1) {
 		if err := s.grant(ctx); err != nil {
 			return s.fail(s.c.cfg.Transport(fmt.Errorf("granting items: %w", err)))

@@ -26,12 +26,13 @@ type worker struct {
 	reply, id string // where the response goes, once decoded
 	fn        string
 	start     time.Time
+	stream    *streamStart // of a stream request, else nil
 }
 
 // begin marks the worker running req, decoded from job.
 func (w *worker) begin(job lists.Msg, req *wire.Request, start time.Time) {
 	w.mu.Lock()
-	w.busy, w.job, w.reply, w.id, w.fn, w.start = true, job, req.ResponseQueue, req.ID, req.FunctionCall.Name, start
+	w.busy, w.job, w.reply, w.id, w.fn, w.start, w.stream = true, job, req.ResponseQueue, req.ID, req.FunctionCall.Name, start, nil
 	w.mu.Unlock()
 }
 
@@ -84,10 +85,18 @@ func (r *run) abandon(w *worker) {
 		return
 	}
 	w.abandoned = true
-	job, reply, id, fn, start := w.job, w.reply, w.id, w.fn, w.start
+	job, reply, id, fn, start, stream := w.job, w.reply, w.id, w.fn, w.start, w.stream
 	w.mu.Unlock()
 	r.s.log.Error("redisrpc: a handler did not return after the server stopped; its result will be dropped",
 		"queue", r.s.cfg.Queue, "function", fn, "id", id, "running_for", time.Since(start).Round(time.Millisecond))
+	if st := streamOf(stream); st != nil {
+		// A stream started is not given back (at most once): it ends, and
+		// its caller is told.
+		st.Abort(errStopped)
+		r.s.pusher.Push(lists.Item{Key: reply, Value: rueidis.BinaryString(wire.AppendResponse(nil, ptr(wire.Failure(id, wire.CodeUnavailable, errStopped.Error())))),
+			Until: time.Now().Add(time.Minute)})
+		return
+	}
 	if r.s.cfg.Reliable {
 		r.giveBack([]lists.Msg{job})
 		return
@@ -129,6 +138,9 @@ func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
 	if req.Stream > 0 {
 		stream = &streamStart{r: r, job: job}
 		ctx = context.WithValue(ctx, streamKey{}, stream)
+		w.mu.Lock()
+		w.stream = stream
+		w.mu.Unlock()
 	}
 	resp := r.call(ctx, &req)
 	returned = true
@@ -138,6 +150,8 @@ func (r *run) serveOne(base context.Context, w *worker, job lists.Msg) {
 	}
 	r.settle(ctx, w, job, &req, resp)
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // settleStream sends the end of a stream whose request has left its
 // processing list already (Open): owed to its deadline, or a minute.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -22,7 +23,16 @@ var ErrCallerGone = errors.New("the caller of the stream has gone")
 type streamStart struct {
 	r      *run
 	job    lists.Msg
-	opened bool // Open took the request off its processing list
+	opened bool                   // Open took the request off its processing list
+	st     atomic.Pointer[Stream] // what Open made, for a stop that abandons it
+}
+
+// streamOf returns the stream start made, if any.
+func streamOf(start *streamStart) *Stream {
+	if start == nil {
+		return nil
+	}
+	return start.st.Load()
 }
 
 type streamKey struct{}
@@ -31,6 +41,12 @@ const (
 	// pollIdle is how often a stream whose handler sends nothing reads its
 	// credit, to learn of a cancel: within 100 ms, with a round trip.
 	pollIdle = 40 * time.Millisecond
+	// CallerTimeout is how long a stream goes on without a word from its
+	// caller, whose client grants again every 2 s while the stream is
+	// open (the client's registry reading): after it, the caller is gone.
+	CallerTimeout = 10 * time.Second
+	// maxBeat bounds the heartbeat a caller believes of a server.
+	maxBeat = 10 * time.Minute
 )
 
 // Stream sends the items of one stream request, in order, within the window
@@ -47,10 +63,12 @@ type Stream struct {
 	until         time.Time // the request's deadline, or a minute on at each push
 	hasDeadline   bool
 	mu            sync.Mutex
-	queued        [][]byte // encoded items not yet pushed
-	sent          int64    // items Send took: the seq of the next
-	allowed       int64    // items the caller allows: the window and its credit
-	err           error    // the stream cannot go on
+	queued        [][]byte  // encoded items not yet pushed
+	sent          int64     // items Send took: the seq of the next
+	pushed        int64     // items Redis took
+	heard         time.Time // the caller's last grant
+	allowed       int64     // items the caller allows: the window and its credit
+	err           error     // the stream cannot go on
 	closing       bool
 	wake, granted chan struct{} // to the pusher; closed when allowed grows or err is set
 	done          chan struct{}
@@ -88,7 +106,9 @@ func Open(ctx context.Context, req *wire.Request) (*Stream, context.Context, err
 		cancel(err)
 		return nil, ctx, err
 	}
+	st.heard = time.Now()
 	go st.run()
+	start.st.Store(st) // its goroutine runs: Abort may wait for it
 	return st, hctx, nil
 }
 
@@ -99,11 +119,29 @@ func (st *Stream) Sent() int64 {
 	return st.sent
 }
 
+// Pushed returns how many items Redis took: all that Send took, once Close
+// returned nil.
+func (st *Stream) Pushed() int64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.pushed
+}
+
+// errEnded is what Send returns after Close: the handler has returned.
+var errEnded = errors.New("send after the stream's handler returned")
+
 // Send queues item, the JSON of one, waiting while the caller's window is
 // full; it returns ErrCallerGone once the caller has cancelled, and ctx's
 // error when ctx ends first.
 func (st *Stream) Send(ctx context.Context, item []byte) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
 	st.mu.Lock()
+	if st.closing && st.err == nil {
+		st.mu.Unlock()
+		return errEnded
+	}
 	for st.err == nil && st.sent >= st.allowed {
 		granted := st.granted
 		st.mu.Unlock()
@@ -118,9 +156,12 @@ func (st *Stream) Send(ctx context.Context, item []byte) error {
 		}
 		st.mu.Lock()
 	}
-	if st.err != nil {
+	if st.err != nil || st.closing {
 		err := st.err
 		st.mu.Unlock()
+		if err == nil {
+			err = errEnded
+		}
 		return err
 	}
 	st.queued = append(st.queued, wire.AppendItem(nil, st.id, st.sent, item))
@@ -156,6 +197,13 @@ func (st *Stream) Close(ctx context.Context) error {
 		return nil // nobody waits for the end
 	}
 	return st.err
+}
+
+// Abort stops the stream with err, as a handler cut off does, and waits
+// for its goroutine: nothing more is sent.
+func (st *Stream) Abort(err error) {
+	st.fail(err)
+	<-st.done
 }
 
 // fail stops the stream with err, unless it stopped already.
@@ -197,6 +245,18 @@ func (st *Stream) run() {
 		}
 		if len(batch) > 0 {
 			lastPush = time.Now()
+		}
+		st.mu.Lock()
+		for _, b := range batch {
+			if !wire.IsBeat(string(b), st.id) {
+				st.pushed++
+			}
+		}
+		gone := time.Since(st.heard) > CallerTimeout
+		st.mu.Unlock()
+		if gone {
+			st.fail(ErrCallerGone)
+			return
 		}
 		st.mu.Lock()
 		more := len(st.queued) > 0 || st.closing || st.sent >= st.allowed && st.err == nil
@@ -292,6 +352,7 @@ func (st *Stream) take(grant string) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.heard = time.Now()
 	if st.window+n > st.allowed && st.err == nil {
 		st.allowed = st.window + n
 		close(st.granted)
@@ -316,7 +377,7 @@ func (st *Stream) ttl() int64 { return int64((st.s.cfg.ResponseTTL + time.Second
 
 // beat is a beat of the stream.
 func (st *Stream) beat() []byte {
-	return wire.AppendBeat(nil, st.id, st.s.cfg.Lease.Milliseconds())
+	return wire.AppendBeat(nil, st.id, min(st.s.cfg.Lease, maxBeat).Milliseconds())
 }
 
 func errOf(res []rueidis.RedisResult) []error {
