@@ -272,13 +272,17 @@ const MaxAttempt = 1000
 
 // decodeAttempt decodes a request's attempt: a whole number from 1 to
 // MaxAttempt, or null.
-func decodeAttempt(raw []byte, dst *int) error {
+func decodeAttempt(raw []byte, dst *int) error { return decodeRange(raw, dst, MaxAttempt, errBadAttempt) }
+
+// decodeRange decodes a whole number from 1 to most, or null, into dst;
+// bad is its error otherwise.
+func decodeRange(raw []byte, dst *int, most int, bad error) error {
 	if string(raw) == "null" {
 		return nil
 	}
 	n, err := strconv.Atoi(string(raw))
-	if err != nil || n < 1 || n > MaxAttempt {
-		return errBadAttempt
+	if err != nil || n < 1 || n > most {
+		return bad
 	}
 	*dst = n
 	return nil

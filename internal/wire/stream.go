@@ -25,17 +25,7 @@ const MaxWindow = 100_000
 
 var errBadWindow = fmt.Errorf("%w: stream is not a whole number from 1 to %d", ErrMalformed, MaxWindow)
 
-func decodeWindow(raw []byte, dst *int) error {
-	if string(raw) == "null" {
-		return nil
-	}
-	n, err := strconv.Atoi(string(raw))
-	if err != nil || n < 1 || n > MaxWindow {
-		return errBadWindow
-	}
-	*dst = n
-	return nil
-}
+func decodeWindow(raw []byte, dst *int) error { return decodeRange(raw, dst, MaxWindow, errBadWindow) }
 
 func decodeSeq(raw []byte, dst *int64) error {
 	n, err := strconv.ParseInt(string(raw), 10, 64)
