@@ -272,7 +272,9 @@ const MaxAttempt = 1000
 
 // decodeAttempt decodes a request's attempt: a whole number from 1 to
 // MaxAttempt, or null.
-func decodeAttempt(raw []byte, dst *int) error { return decodeRange(raw, dst, MaxAttempt, errBadAttempt) }
+func decodeAttempt(raw []byte, dst *int) error {
+	return decodeRange(raw, dst, MaxAttempt, errBadAttempt)
+}
 
 // decodeRange decodes a whole number from 1 to most, or null, into dst;
 // bad is its error otherwise.
