@@ -21,6 +21,7 @@
 // but one that starts with { or [ and is not JSON is an error. -meta
 // key=value, repeatable, sends metadata with the call, as
 // redisrpc.WithOutgoingMeta does: a token for a server's interceptor. A
+// stream endpoint's items print as JSON lines, one an item, as they come. A
 // failure of the remote side prints "code: message" and its details on
 // stderr. It fails at once with unavailable when no live server of the
 // queue is registered, unless -wait, or -classic (classic servers do not
