@@ -19,7 +19,6 @@ var Info = redisrpc.NewStream[int, string]("info")
 var Plain = redisrpc.NewEndpoint[int, int]("plain")
 
 func TestStreamChecks(t *testing.T) {
-	t.Parallel()
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithHeartbeat(300*time.Millisecond))
 	ended := make(chan time.Time, 10)
@@ -144,7 +143,6 @@ func TestStreamChecks(t *testing.T) {
 
 // 64 streams and 200 calls at once on one Client all complete.
 func TestStreamManyStreams(t *testing.T) {
-	t.Parallel()
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet))
 	redisrpc.HandleStream(mux, Ticks, ticks)
@@ -206,7 +204,6 @@ func fakeServer(t *testing.T, q string, msgs ...string) {
 }
 
 func TestStreamHostile(t *testing.T) {
-	t.Parallel()
 	cases := map[string][]string{
 		"gap":          {`{"id":"%s","beat":300}`, `{"id":"%s","seq":0,"item":{}}`, `{"id":"%s","seq":2,"item":{}}`},
 		"hugeseq":      {`{"id":"%s","beat":300}`, `{"id":"%s","seq":9223372036854775807,"item":{}}`, `{"id":"%s","seq":0,"return_value":null}`},

@@ -17,7 +17,6 @@ import (
 // them, the end too) already wait in the client, gets all items and the
 // end: the server is not silent, the client has its messages.
 func TestStreamSlowConsumer(t *testing.T) {
-	t.Parallel()
 	q := serveTicks(t, func(ctx context.Context, r tickRequest, send func(tick) error) error {
 		for i := range 3 {
 			if err := send(tick{Seq: i}); err != nil {
@@ -62,7 +61,6 @@ func infinite(ended chan<- time.Time) func(context.Context, tickRequest, func(ti
 // Client.Close during a stream ends the iteration with ErrClientClosed and
 // ends the server's handler: the caller has gone.
 func TestStreamClientClose(t *testing.T) {
-	t.Parallel()
 	ended := make(chan time.Time, 1)
 	q := serveTicks(t, infinite(ended), redisrpc.WithHeartbeat(300*time.Millisecond))
 	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithStreamWindow(8))
@@ -99,7 +97,6 @@ func TestStreamDeadCaller(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10 s")
 	}
-	t.Parallel()
 	ended := make(chan time.Time, 1)
 	q := serveTicks(t, infinite(ended), redisrpc.WithHeartbeat(300*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -124,7 +121,6 @@ func TestStreamDeadCaller(t *testing.T) {
 // fail once the handler's context has ended, and the caller must get an
 // error.
 func TestStreamHardStopSend(t *testing.T) {
-	t.Parallel()
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithHeartbeat(300*time.Millisecond))
 	var afterStop atomic.Int64
@@ -185,7 +181,6 @@ func TestStreamHardStopSend(t *testing.T) {
 // A panic in a server interceptor after the stream opened: the caller gets
 // internal, and the stream's goroutine stops beating.
 func TestStreamInterceptorPanic(t *testing.T) {
-	t.Parallel()
 	boom := func(next redisrpc.CallFunc) redisrpc.CallFunc {
 		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
 			out, err := next(ctx, info, req)
@@ -226,7 +221,6 @@ func TestStreamInterceptorPanic(t *testing.T) {
 // send called after the handler returned (a goroutine it left) must fail:
 // its item will never be sent.
 func TestStreamSendAfterReturn(t *testing.T) {
-	t.Parallel()
 	sends := make(chan func(tick) error, 1)
 	q := serveTicks(t, func(ctx context.Context, r tickRequest, send func(tick) error) error {
 		sends <- send
@@ -252,7 +246,6 @@ func TestStreamSendAfterReturn(t *testing.T) {
 // a slot): the caller, without a deadline, as streams have none, fails with
 // unavailable once WithCallTimeout has passed without a start.
 func TestStreamTakenNeverStarted(t *testing.T) {
-	t.Parallel()
 	q := newQueue(t)
 	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithCallTimeout(time.Second))
 	defer c.Close()
@@ -275,7 +268,6 @@ var _ = redisrpctest.Serve
 // ignores its context for a while: the caller should hear of it when Serve
 // gives up on the handler (a second), not only when the handler returns.
 func TestStreamHardStopAtLeastOnce(t *testing.T) {
-	t.Parallel()
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithHeartbeat(300*time.Millisecond), redisrpc.WithAtLeastOnce())
 	redisrpc.HandleStream(mux, Ticks, func(ctx context.Context, r tickRequest, send func(tick) error) error {

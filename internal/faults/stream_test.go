@@ -15,6 +15,10 @@ import (
 	"github.com/redisrpc/redisrpc/redisrpctest"
 )
 
+// The stream tests run one at a time, before the package's parallel tests
+// (none calls t.Parallel): 100,000 items under the race detector load a
+// 2-core machine, and the fault tests time kills and partitions.
+
 // Ticks streams n items (forever for n < 0), one every ms milliseconds
 // (none between them for 0); the server process serves it too.
 var Ticks = redisrpc.NewStream[tickRequest, tick]("ticks")
@@ -62,7 +66,6 @@ func serveTicks(t *testing.T, h func(context.Context, tickRequest, func(tick) er
 // TestStreamInOrder: 100,000 items of 64 bytes come in order, each once,
 // then the end; in both delivery modes.
 func TestStreamInOrder(t *testing.T) {
-	t.Parallel()
 	for _, mode := range []string{"at-most-once", "at-least-once"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
@@ -101,7 +104,6 @@ func TestStreamInOrder(t *testing.T) {
 // within its window, and what waits in its response list, read while it
 // runs, too.
 func TestStreamWindow(t *testing.T) {
-	t.Parallel()
 	var sent atomic.Int64
 	q := serveTicks(t, func(ctx context.Context, r tickRequest, send func(tick) error) error {
 		for i := range r.N {
@@ -164,7 +166,6 @@ func TestStreamWindow(t *testing.T) {
 // TestStreamCancel: breaking out of the loop at item 10 ends the handler's
 // context within 100 ms, and its send then fails with ErrStreamCanceled.
 func TestStreamCancel(t *testing.T) {
-	t.Parallel()
 	ended := make(chan time.Time, 1)
 	sendErr := make(chan error, 1)
 	q := serveTicks(t, func(ctx context.Context, r tickRequest, send func(tick) error) error {
@@ -211,7 +212,6 @@ func TestStreamCancel(t *testing.T) {
 // the caller an error within the server's heartbeat (1 s), never a silent
 // end.
 func TestStreamServerKilled(t *testing.T) {
-	t.Parallel()
 	q := newQueue(t)
 	child := startServer(t, q, "at-most-once").cmd
 	c := redisrpc.NewClient(rc, q, redisrpc.WithLogger(quiet))
@@ -249,7 +249,6 @@ func TestStreamServerKilled(t *testing.T) {
 // Call of a stream endpoint fails likewise; interceptors see one call with
 // its items counted.
 func TestStreamErrorsAndClassic(t *testing.T) {
-	t.Parallel()
 	var seen sync.Map
 	count := func(next redisrpc.CallFunc) redisrpc.CallFunc {
 		return func(ctx context.Context, info *redisrpc.CallInfo, req any) (any, error) {
@@ -316,7 +315,6 @@ func TestStreamErrorsAndClassic(t *testing.T) {
 // a call's response is: a strict client whose items read another member
 // fails at once.
 func TestStreamContract(t *testing.T) {
-	t.Parallel()
 	q := serveTicks(t, nil)
 	type other struct {
 		N int `json:"n"`
