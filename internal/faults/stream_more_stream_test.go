@@ -129,10 +129,11 @@ func TestStreamHardStopSend(t *testing.T) {
 	redisrpc.HandleStream(mux, Ticks, func(ctx context.Context, r tickRequest, send func(tick) error) error {
 		defer close(ended)
 		for i := 0; ; i++ {
+			ended := ctx.Err() != nil // before the send: one may race the stop
 			if err := send(tick{Seq: i}); err != nil {
 				return err
 			}
-			if ctx.Err() != nil {
+			if ended {
 				afterStop.Add(1)
 				if afterStop.Load() > 100_000 {
 					return errors.New("gave up: send never failed")
