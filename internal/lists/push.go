@@ -456,6 +456,18 @@ func (p *Pusher) writeAtomic(ctx context.Context, groups []group) {
 	}
 }
 
+// allOK reports whether every result is a reply, not a failure to get one.
+func allOK(res []rueidis.RedisResult) bool {
+	for _, r := range res {
+		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+			if _, reply := rueidis.IsRedisErr(err); !reply {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // markSent sets the Sent flags of items pushed.
 func markSent(items []Item) {
 	for _, it := range items {
@@ -486,8 +498,14 @@ func (p *Pusher) writePlain(ctx context.Context, groups []group) {
 		}
 	}
 	res := p.rc.DoMulti(ctx, cmds...)
-	clear(cmds)
-	p.cmds = cmds[:0]
+	// The slice is kept for the next push only where Redis answered every
+	// command: after a failure, rueidis may still be writing it out on the
+	// connection it is tearing down.
+	p.cmds = nil
+	if allOK(res) {
+		clear(cmds)
+		p.cmds = cmds[:0]
+	}
 	step := 1
 	if p.cfg.TTL > 0 {
 		step = 2
