@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/redisrpc/redisrpc/internal/lists"
 	"github.com/redisrpc/redisrpc/internal/wire"
 )
@@ -211,9 +209,9 @@ func (s *Stream) deliver(ctx context.Context, m wire.StreamMessage) (wire.Stream
 func (s *Stream) grant(ctx context.Context) error {
 	err := s.c.sending(func() error {
 		rc := s.c.rc
-		return errors.Join(errs(rc.DoMulti(ctx,
+		return lists.Err(rc.DoMulti(ctx,
 			rc.B().Rpush().Key(s.credit).Element(strconv.FormatInt(s.read, 10)).Build(),
-			rc.B().Pexpire().Key(s.credit).Milliseconds(s.ttl().Milliseconds()).Build()))...)
+			rc.B().Pexpire().Key(s.credit).Milliseconds(s.ttl().Milliseconds()).Build()))
 	})
 	if err == nil {
 		s.granted = s.read
@@ -249,9 +247,9 @@ func (s *Stream) Close() {
 	defer cancel()
 	_ = s.c.sending(func() error {
 		rc := s.c.rc
-		return errors.Join(errs(rc.DoMulti(ctx,
+		return lists.Err(rc.DoMulti(ctx,
 			rc.B().Rpush().Key(s.credit).Element(wire.Cancel).Build(),
-			rc.B().Pexpire().Key(s.credit).Milliseconds(time.Minute.Milliseconds()).Build()))...)
+			rc.B().Pexpire().Key(s.credit).Milliseconds(time.Minute.Milliseconds()).Build()))
 	})
 	s.release()
 }
@@ -262,14 +260,4 @@ func (s *Stream) release() {
 		s.p = nil
 		s.c.release()
 	}
-}
-
-func errs(res []rueidis.RedisResult) []error {
-	var out []error
-	for _, r := range res {
-		if err := r.Error(); err != nil {
-			out = append(out, err)
-		}
-	}
-	return out
 }

@@ -3,6 +3,7 @@ package lists
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -454,6 +455,17 @@ func (p *Pusher) writeAtomic(ctx context.Context, groups []group) {
 		}
 		p.done(g.items, err, true)
 	}
+}
+
+// Err joins the failures among res, nil where every command succeeded.
+func Err(res []rueidis.RedisResult) error {
+	var errs []error
+	for _, r := range res {
+		if err := r.Error(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // allOK reports whether every result is a reply, not a failure to get one.

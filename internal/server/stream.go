@@ -312,7 +312,7 @@ func (st *Stream) pushAndRead(batch [][]byte, blocked bool, wait time.Duration) 
 			}
 			cmds = append(cmds, rc.B().Lpop().Key(st.credit).Count(1000).Build())
 			res := rc.DoMulti(ctx, cmds...)
-			err = errors.Join(errOf(res[:len(res)-1])...)
+			err = lists.Err(res[:len(res)-1])
 			g, gerr := res[len(res)-1].AsStrSlice()
 			if gerr != nil && !rueidis.IsRedisNil(gerr) {
 				err = errors.Join(err, gerr)
@@ -367,9 +367,9 @@ func (st *Stream) push(ctx context.Context, msgs [][]byte) error {
 	for i, b := range msgs {
 		elems[i] = rueidis.BinaryString(b)
 	}
-	return errors.Join(errOf(rc.DoMulti(ctx,
+	return lists.Err(rc.DoMulti(ctx,
 		rc.B().Rpush().Key(st.reply).Element(elems...).Build(),
-		rc.B().Expire().Key(st.reply).Seconds(st.ttl()).Build()))...)
+		rc.B().Expire().Key(st.reply).Seconds(st.ttl()).Build()))
 }
 
 // ttl is the expiry of the response list: the server's response TTL.
@@ -378,14 +378,4 @@ func (st *Stream) ttl() int64 { return int64((st.s.cfg.ResponseTTL + time.Second
 // beat is a beat of the stream.
 func (st *Stream) beat() []byte {
 	return wire.AppendBeat(nil, st.id, min(st.s.cfg.Lease, maxBeat).Milliseconds())
-}
-
-func errOf(res []rueidis.RedisResult) []error {
-	var errs []error
-	for _, r := range res {
-		if err := r.Error(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errs
 }
