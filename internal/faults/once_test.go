@@ -67,6 +67,22 @@ func (r *runCounter) count(n int) int {
 
 // durableRedis starts a redis-server of the test's own that writes every
 // command to its append-only file before answering, and a client of it.
+// loaded waits until the restarted Redis behind c has loaded its data and
+// answers commands, not LOADING, so that its time up is time to serve.
+func loaded(t *testing.T, c rueidis.Client) {
+	t.Helper()
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		// EXISTS, not PING, which Redis answers while loading.
+		err := c.Do(context.Background(), c.B().Exists().Key("loaded").Build()).Error()
+		if err == nil {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("Redis restarted but answers %v after 30 s", err)
+		}
+	}
+}
+
 func durableRedis(t *testing.T) (port int, kill func(), args []string, c rueidis.Client) {
 	t.Helper()
 	args = []string{"--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir()}
@@ -82,7 +98,7 @@ func durableRedis(t *testing.T) (port int, kill func(), args []string, c rueidis
 // TestEffectivelyOnce: Redis, writing every command to disk before it
 // answers, is killed (-9) 20 times under 64 callers and restarted a second
 // later each time, a second apart; two servers keep answers (WithDedupe),
-// two clients send again what allows it (WithRetries(10): Redis is down
+// two clients send again what allows it (WithRetries(20): Redis is down
 // half the time, and a call's sends may meet several outages). Every call
 // completes with its answer, and every request runs exactly once: none
 // lost with a response Redis was handing over when it died (the client
@@ -120,9 +136,10 @@ func effectivelyOnce(t *testing.T, shards, kills int) {
 	}
 	var clients [2]*redisrpc.Client
 	for i := range clients {
-		// Redis is down for a second of every two: each send of a call
-		// caught in an outage meets one with even odds, so 10 retries would
-		// leave about one call in two thousand failing over a run's 1280.
+		// Redis is down for a second of every two (loaded): each send of a
+		// call caught in an outage meets one with even odds, so 10 retries
+		// would leave about one call in two thousand failing over a run's
+		// 1280.
 		clients[i] = redisrpc.NewClient(c, q, redisrpc.WithLogger(quiet), redisrpc.WithRetries(20), redisrpc.WithInterceptors(count), redisrpc.WithShards(shards))
 		defer clients[i].Close()
 	}
@@ -137,7 +154,9 @@ func effectivelyOnce(t *testing.T, shards, kills int) {
 		wg.Go(func() {
 			for !stop.Load() {
 				n := int(next.Add(1))
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				// Time for the 20 sends: back-offs of up to 5 s, and waits
+				// for the retry budget, which 64 callers share.
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				got, err := redisrpc.Call(ctx, client, Once, n)
 				cancel()
 				if err == nil && got != n {
@@ -155,6 +174,7 @@ func effectivelyOnce(t *testing.T, shards, kills int) {
 		kill()
 		time.Sleep(time.Second)
 		_, kill = ownRedis(t, port, args...)
+		loaded(t, c)
 	}
 	time.Sleep(300 * time.Millisecond)
 	stop.Store(true)
@@ -535,7 +555,9 @@ func TestPartitionOnce(t *testing.T) {
 		wg.Go(func() {
 			for !stop.Load() {
 				n := int(next.Add(1))
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				// Time for the 20 sends: back-offs of up to 5 s, and waits
+				// for the retry budget, which 64 callers share.
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				got, err := redisrpc.Call(ctx, client, Once, n)
 				cancel()
 				if err != nil || got != n {
