@@ -1,23 +1,82 @@
 // Package jsoncodec is the JSON of requests' arguments and handlers' results
-// by default: github.com/goccy/go-json's encoder, pure Go and several times
-// faster than encoding/json, held to encoding/json's output byte for byte by
-// a differential fuzz test (FuzzAgainstStd), and encoding/json's decoder.
-// goccy/go-json's decoder failed that test: it takes numbers in ",string"
-// fields as strconv does ("+1", ".5", "Inf", "NaN"), which encoding/json
-// refuses.
+// by default: github.com/goccy/go-json, pure Go and several times faster than
+// encoding/json, held to encoding/json's results by a differential fuzz test
+// (FuzzAgainstStd). Types with a ",string" field anywhere in them are decoded
+// by encoding/json: goccy/go-json takes numbers in such fields as strconv
+// does ("+1", ".5", "Inf", "NaN"), which encoding/json refuses.
 package jsoncodec
 
 import (
 	"encoding/json"
+	"reflect"
+	"strings"
+	"sync"
 
 	gojson "github.com/goccy/go-json"
 )
 
-// Fast encodes with github.com/goccy/go-json and decodes with encoding/json.
+// Fast encodes with github.com/goccy/go-json and decodes with it too, but
+// for types that hold a ",string" field, which encoding/json decodes.
 type Fast struct{}
 
 // Marshal returns the JSON of v, as encoding/json.Marshal does.
 func (Fast) Marshal(v any) ([]byte, error) { return gojson.Marshal(v) }
 
-// Unmarshal decodes data into v with encoding/json.Unmarshal.
-func (Fast) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+// Unmarshal decodes data into v as encoding/json.Unmarshal does.
+func (Fast) Unmarshal(data []byte, v any) error {
+	if quoted(reflect.TypeOf(v)) {
+		return json.Unmarshal(data, v)
+	}
+	return gojson.Unmarshal(data, v)
+}
+
+// quotes caches, by type, whether a type holds a ",string" field.
+var quotes sync.Map
+
+func quoted(t reflect.Type) bool {
+	if t == nil {
+		return true // encoding/json's error for Unmarshal(data, nil)
+	}
+	if q, ok := quotes.Load(t); ok {
+		return q.(bool)
+	}
+	q := holdsQuoted(t, map[reflect.Type]bool{})
+	quotes.Store(t, q)
+	return q
+}
+
+// holdsQuoted walks t's element and field types, each once.
+func holdsQuoted(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return holdsQuoted(t.Elem(), seen)
+	case reflect.Map:
+		return holdsQuoted(t.Key(), seen) || holdsQuoted(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if _, opts, _ := strings.Cut(f.Tag.Get("json"), ","); hasOption(opts, "string") {
+				return true
+			}
+			if holdsQuoted(f.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasOption(opts, name string) bool {
+	for opts != "" {
+		var o string
+		o, opts, _ = strings.Cut(opts, ",")
+		if o == name {
+			return true
+		}
+	}
+	return false
+}
