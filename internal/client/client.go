@@ -81,7 +81,7 @@ type Client struct {
 	watched   chan struct{} // closed once the registry was first read, or not
 	ready     atomic.Bool   // watched is closed: calls need not look at it
 	replyKey  string        // shared response list
-	popper    lists.Popper
+	popper    *lists.Popper
 	pusher    *lists.Pusher
 	nextID    atomic.Uint64
 	nextList  atomic.Uint32
@@ -160,6 +160,7 @@ func New(rc rueidis.Client, cfg Config) *Client {
 		cfg:      cfg,
 		watched:  make(chan struct{}),
 		replyKey: keys.Reply(cfg.Queue, wire.RandomName(20)),
+		popper:   lists.NewPopper(rc, true),
 		pending:  make(map[string]*call),
 		ctx:      ctx,
 		stop:     stop,
@@ -714,12 +715,10 @@ func (c *Client) receive() {
 	defer c.wg.Done()
 	var claimed []*call // the calls of msgs, by index; nil where none
 	// The deadline ends a pop on a connection that died silently, as over a
-	// network partition; Close ends it at once, closing the connection.
-	conn, done := lists.OwnUntil(c.ctx, c.rc)
-	defer done()
+	// network partition; Close ends it at once.
 	window := deadline.NewWindow(c.ctx, lists.MaxPopWait, time.Second)
 	for {
-		_, msgs, err := c.popper.Pop(window.Context(), conn, []string{c.replyKey}, pollInterval, maxBatch)
+		_, msgs, err := c.popper.Pop(window.Context(), []string{c.replyKey}, pollInterval, maxBatch)
 		if err != nil && c.ctx.Err() == nil {
 			c.recvLog.Fail(err)
 			c.suspect.Store(true) // a pop's reply may have carried responses

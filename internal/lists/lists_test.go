@@ -78,9 +78,7 @@ func TestGiveBack(t *testing.T) {
 		if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element("1", "2", "3", "4").Build()).Error(); err != nil {
 			t.Fatal(err)
 		}
-		conn, done := OwnUntil(ctx, rc)
-		msgs, err := s.Pop(ctx, conn, s.Loops()[0], time.Second, 2)
-		done()
+		msgs, err := s.Pop(ctx, s.Loops()[0], time.Second, 2)
 		if err != nil || len(msgs) != 2 {
 			t.Fatalf("reliable=%v: Pop: got %v, %v; want 2", reliable, msgs, err)
 		}
@@ -109,9 +107,7 @@ func TestWake(t *testing.T) {
 	done := make(chan int, len(s.Loops()))
 	for _, loop := range s.Loops() {
 		go func() {
-			conn, release := OwnUntil(ctx, rc)
-			defer release()
-			msgs, _ := s.Pop(ctx, conn, loop, 5*time.Second, 10)
+			msgs, _ := s.Pop(ctx, loop, 5*time.Second, 10)
 			done <- len(msgs)
 		}()
 	}
@@ -218,15 +214,11 @@ func TestMovePartly(t *testing.T) {
 func TestCancelledPopLeavesNoConnection(t *testing.T) {
 	pops := map[string]func(ctx context.Context, c rueidis.Client, key string) error{
 		"Popper": func(ctx context.Context, c rueidis.Client, key string) error {
-			conn, done := OwnUntil(ctx, c)
-			defer done()
-			_, _, err := new(Popper).Pop(ctx, conn, []string{key}, 5*time.Second, 10)
+			_, _, err := NewPopper(c, true).Pop(ctx, []string{key}, 5*time.Second, 10)
 			return err
 		},
 		"at least once": func(ctx context.Context, c rueidis.Client, key string) error {
-			conn, done := OwnUntil(ctx, c)
-			defer done()
-			_, err := (&list{name: key, processing: key + ":processing"}).pop(ctx, conn, 5*time.Second, 1)
+			_, err := (&list{name: key, processing: key + ":processing"}).pop(ctx, c, 5*time.Second, 1)
 			return err
 		},
 	}

@@ -13,7 +13,17 @@ import (
 
 // Popper takes messages from the head of lists. It is safe for concurrent use.
 type Popper struct {
-	noLMPop atomic.Bool // set once the server said it has no BLMPOP
+	rc          rueidis.Client
+	cancellable bool
+	noLMPop     atomic.Bool // set once the server said it has no BLMPOP
+}
+
+// NewPopper returns a Popper that talks to rc. A cancellable one's pops end
+// when their context does, deadline included, giving up what they took:
+// for a client's responses, whose callers are gone by then, or whose
+// connection is dead.
+func NewPopper(rc rueidis.Client, cancellable bool) *Popper {
+	return &Popper{rc: rc, cancellable: cancellable}
 }
 
 // abortable returns ctx, which still ends at its deadline, as a context
@@ -34,15 +44,18 @@ type noDeadline struct{ context.Context }
 func (noDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
 
 // Pop waits up to timeout for one of keys to hold messages and takes at most
-// max from the first that does, returning its index in keys, on conn, the
-// calling goroutine's own connection (Own). It returns no messages and no error
-// when the wait times out. The keys must share a hash slot. Closing conn, or
-// ctx's deadline, ends the pop and loses what Redis popped, so callers that
-// must not lose any rely on timeout to come back.
-func (p *Popper) Pop(ctx context.Context, conn rueidis.CommandClient, keys []string, timeout time.Duration, max int) (int, []string, error) {
+// max from the first that does, returning its index in keys. It returns no
+// messages and no error when the wait times out. The keys must share a hash
+// slot. A cancelled ctx may lose messages Redis already popped, so callers
+// that must not lose any leave ctx alone and rely on timeout to come back.
+func (p *Popper) Pop(ctx context.Context, keys []string, timeout time.Duration, max int) (int, []string, error) {
 	secs := timeout.Seconds()
+	blocking := ctx
+	if p.cancellable {
+		blocking = abortable(ctx)
+	}
 	if !p.noLMPop.Load() {
-		kv, err := conn.Do(ctx, conn.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build()).AsLMPop()
+		kv, err := p.rc.Do(blocking, p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build()).AsLMPop()
 		switch {
 		case err == nil:
 			return index(keys, kv.Key), kv.Values, nil
@@ -53,7 +66,7 @@ func (p *Popper) Pop(ctx context.Context, conn rueidis.CommandClient, keys []str
 		}
 		p.noLMPop.Store(true)
 	}
-	kv, err := conn.Do(ctx, conn.B().Blpop().Key(keys...).Timeout(secs).Build()).AsStrSlice()
+	kv, err := p.rc.Do(blocking, p.rc.B().Blpop().Key(keys...).Timeout(secs).Build()).AsStrSlice()
 	if rueidis.IsRedisNil(err) {
 		return 0, nil, nil
 	}
@@ -65,7 +78,7 @@ func (p *Popper) Pop(ctx context.Context, conn rueidis.CommandClient, keys []str
 	}
 	i, msgs := index(keys, kv[0]), kv[1:]
 	if max > 1 {
-		more, err := conn.Do(ctx, conn.B().Lpop().Key(kv[0]).Count(int64(max-1)).Build()).AsStrSlice()
+		more, err := p.rc.Do(ctx, p.rc.B().Lpop().Key(kv[0]).Count(int64(max-1)).Build()).AsStrSlice()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			// The first message is already ours; hand it over and report nothing.
 			return i, msgs, nil

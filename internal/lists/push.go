@@ -79,11 +79,6 @@ type Pusher struct {
 	cmds   rueidis.Commands
 	values []string
 
-	// The Pusher's own connection, but on Redis Cluster, where one reaches
-	// one node: used by the goroutine that sends (busy), so that rueidis
-	// writes and reads in it (see Own), and given back at Stop.
-	own *Own
-
 	// Items whose push failed, to be tried again (Item.Until), under mu:
 	// resent by a timer's goroutine after backoff.
 	retry     []Item
@@ -101,12 +96,8 @@ const (
 
 // NewPusher returns a Pusher. Its callbacks must not block.
 func NewPusher(rc rueidis.Client, cfg PusherConfig) *Pusher {
-	p := &Pusher{rc: rc, cfg: cfg, cluster: rc.Mode() == rueidis.ClientModeCluster,
+	return &Pusher{rc: rc, cfg: cfg, cluster: rc.Mode() == rueidis.ClientModeCluster,
 		window: deadline.NewWindow(context.Background(), writeTimeout, time.Second)}
-	if !p.cluster {
-		p.own = NewOwn(rc)
-	}
-	return p
 }
 
 // Push queues it and makes sure it is sent. It reports false, and queues
@@ -143,9 +134,6 @@ func (p *Pusher) Stop() {
 	p.stopped = true
 	p.queued = nil
 	dropped := p.takeRetries()
-	if !p.busy {
-		p.giveBackConn()
-	}
 	p.mu.Unlock()
 	p.settleAll(dropped)
 	p.drains.Wait()
@@ -291,9 +279,6 @@ func (p *Pusher) send(rounds int) {
 		}
 		if len(p.queued) == 0 {
 			p.busy = false
-			if p.stopped {
-				p.giveBackConn()
-			}
 			p.mu.Unlock()
 			return
 		}
@@ -308,23 +293,6 @@ func (p *Pusher) send(rounds int) {
 		if whole {
 			sent = batch
 		}
-	}
-}
-
-// do sends cmds in one round trip. Only the goroutine that sends (busy)
-// calls it.
-func (p *Pusher) do(ctx context.Context, cmds rueidis.Commands) []rueidis.RedisResult {
-	if p.own == nil {
-		return p.rc.DoMulti(ctx, cmds...)
-	}
-	return p.own.DoMulti(ctx, cmds...)
-}
-
-// giveBackConn gives the Pusher's connection back to rueidis' pool. Whoever
-// finds the Pusher stopped and idle calls it, with p.mu held.
-func (p *Pusher) giveBackConn() {
-	if p.own != nil {
-		p.own.Release()
 	}
 }
 
@@ -477,7 +445,7 @@ func (p *Pusher) writeAtomic(ctx context.Context, groups []group) {
 		execs[i] = len(cmds)
 		cmds = append(cmds, p.rc.B().Exec().Build())
 	}
-	res := p.do(ctx, cmds)
+	res := p.rc.DoMulti(ctx, cmds...)
 	for i, g := range groups {
 		// EXEC fails as a whole (a command refused when queued, as under
 		// maxmemory), or gives each command's reply: the RPUSH's first.
@@ -541,7 +509,7 @@ func (p *Pusher) writePlain(ctx context.Context, groups []group) {
 			cmds = append(cmds, p.rc.B().Expire().Key(g.key).Seconds(p.cfg.TTL).Build())
 		}
 	}
-	res := p.do(ctx, cmds)
+	res := p.rc.DoMulti(ctx, cmds...)
 	// The slice is kept for the next push only where Redis answered every
 	// command: after a failure, rueidis may still be writing it out on the
 	// connection it is tearing down.
@@ -572,7 +540,7 @@ func (p *Pusher) writePlain(ctx context.Context, groups []group) {
 	}
 	if len(acks) > 0 {
 		var ackErr error
-		for i, r := range p.do(ctx, acks) {
+		for i, r := range p.rc.DoMulti(ctx, acks...) {
 			if err := r.Error(); err != nil && ackErr == nil {
 				// The response went out; the request stays in the processing
 				// list and runs again: at least once, never lost.
@@ -603,7 +571,7 @@ func (p *Pusher) keepFirst(ctx context.Context, groups []group) []group {
 	if len(cmds) == 0 {
 		return groups
 	}
-	res := p.do(ctx, cmds)
+	res := p.rc.DoMulti(ctx, cmds...)
 	out := groups[:0]
 	i := 0
 	for _, g := range groups {

@@ -87,15 +87,15 @@ func (h *held) stranded(content []string, now time.Time, after time.Duration) []
 // Under load, pipelined LMOVEs take what the list holds in one round trip;
 // only when they find it empty does a blocking move wait, and what it brings
 // is served at once: the next pop takes what came meanwhile.
-func (l *list) pop(ctx context.Context, conn rueidis.CommandClient, timeout time.Duration, max int) ([]string, error) {
+func (l *list) pop(ctx context.Context, rc rueidis.Client, timeout time.Duration, max int) ([]string, error) {
 	if max > 1 {
-		msgs, err := l.move(ctx, conn, max)
+		msgs, err := l.move(ctx, rc, max)
 		if err != nil || len(msgs) > 0 {
 			return msgs, err
 		}
 	}
-	cmd := conn.B().Blmove().Source(l.name).Destination(l.processing).Left().Right().Timeout(timeout.Seconds()).Build()
-	first, err := conn.Do(ctx, cmd).ToString()
+	cmd := rc.B().Blmove().Source(l.name).Destination(l.processing).Left().Right().Timeout(timeout.Seconds()).Build()
+	first, err := rc.Do(abortable(ctx), cmd).ToString()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
 	}
@@ -109,15 +109,15 @@ func (l *list) pop(ctx context.Context, conn rueidis.CommandClient, timeout time
 // in one round trip, each atomic: as many as the last move brought, twice
 // over, so that few come back empty. It reports an error only when nothing
 // moved: what did move must be served, and a failing LMOVE moved nothing.
-func (l *list) move(ctx context.Context, conn rueidis.CommandClient, max int) ([]string, error) {
+func (l *list) move(ctx context.Context, rc rueidis.Client, max int) ([]string, error) {
 	n := min(max, int(2*l.moved.Load())+2)
 	cmds := make(rueidis.Commands, n)
 	for i := range cmds {
-		cmds[i] = conn.B().Lmove().Source(l.name).Destination(l.processing).Left().Right().Build()
+		cmds[i] = rc.B().Lmove().Source(l.name).Destination(l.processing).Left().Right().Build()
 	}
 	var msgs []string
 	var first error
-	for _, r := range conn.DoMulti(ctx, cmds...) {
+	for _, r := range rc.DoMulti(ctx, cmds...) {
 		v, err := r.ToString()
 		switch {
 		case err == nil:

@@ -35,7 +35,7 @@ type Source struct {
 	lease      time.Duration
 	reliable   bool
 	redelivery Redelivery
-	popper     Popper
+	popper     *Popper
 	lists      []*list
 	byProc     map[string]*list // by processing list name
 	loops      []Loop
@@ -78,7 +78,7 @@ type Beat struct {
 // the server id, whose leases last lease. With reliable it delivers at least
 // once, and gives back requests as d says.
 func NewSource(rc rueidis.Client, queue string, shards int, id string, lease time.Duration, reliable bool, d Redelivery) *Source {
-	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, redelivery: d, byProc: map[string]*list{}}
+	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, redelivery: d, popper: NewPopper(rc, true), byProc: map[string]*list{}}
 	for i, name := range keys.Shards(queue, shards) {
 		l := &list{name: name, processing: keys.Processing(name, id), leases: keys.Leases(name)}
 		s.lists = append(s.lists, l)
@@ -120,20 +120,19 @@ func (s *Source) Loops() []Loop { return s.loops }
 // Reliable reports whether s delivers at least once.
 func (s *Source) Reliable() bool { return s.reliable }
 
-// Pop takes up to limit requests for loop on conn, the loop's own
-// connection, waiting up to timeout for the first, and returns none once
-// Wake was called. At most once, conn must not be closed while Redis may
-// answer (see Popper.Pop), only once Redis is silent for longer than
-// timeout; at least once, it may be, and what Redis moved meanwhile stays in
-// the processing list, where Leave or the beats find it. ctx's deadline
-// should come after MaxPopWait.
-func (s *Source) Pop(ctx context.Context, conn rueidis.CommandClient, loop Loop, timeout time.Duration, limit int) ([]Msg, error) {
+// Pop takes up to limit requests for loop, waiting up to timeout for the
+// first, and returns none once Wake was called. At most once, it must not be
+// cancelled while Redis may answer (see Popper.Pop), only once Redis is
+// silent for longer than timeout; at least once, it may be, and
+// what Redis moved meanwhile stays in the processing list, where Leave or the
+// beats find it. ctx should end after MaxPopWait.
+func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limit int) ([]Msg, error) {
 	var bodies []string
 	var err error
 	inbox := false
 	if s.reliable && loop.list >= 0 {
 		l := s.lists[loop.list]
-		bodies, err = l.pop(ctx, conn, timeout, limit)
+		bodies, err = l.pop(ctx, s.rc, timeout, limit)
 		l.held.add(bodies)
 	} else {
 		var keys [2]string // the wake or inbox list first: a token ends the pop first
@@ -148,7 +147,7 @@ func (s *Source) Pop(ctx context.Context, conn rueidis.CommandClient, loop Loop,
 			keys[n], n = s.lists[loop.list].name, n+1
 		}
 		var from int
-		from, bodies, err = s.popper.Pop(ctx, conn, keys[:n], timeout, limit)
+		from, bodies, err = s.popper.Pop(ctx, keys[:n], timeout, limit)
 		switch {
 		case len(bodies) == 0:
 		case keys[from] == loop.wake:

@@ -22,16 +22,13 @@ func (r *run) loop(loop lists.Loop, share int) {
 	if !s.source.Cancellable(loop) {
 		parent = r.late
 	}
-	// The loop's own connection, which parent's end closes, ending its pop.
-	conn, done := lists.OwnUntil(parent, s.rc)
-	defer done()
 	window := deadline.NewWindow(parent, lists.MaxPopWait, time.Second)
 	for {
 		n, ok := r.reserve(loop.List(), share)
 		if !ok {
 			return
 		}
-		msgs, err := s.source.Pop(window.Context(), conn, loop, PollInterval, n)
+		msgs, err := s.source.Pop(window.Context(), loop, PollInterval, n)
 		s.marks.looped.Store(time.Now().UnixNano())
 		if err == nil {
 			s.marks.popped.Store(time.Now().UnixNano())
