@@ -1,12 +1,15 @@
 // Package jsoncodec is the JSON of requests' arguments and handlers' results
 // by default: github.com/goccy/go-json, pure Go and several times faster than
 // encoding/json, held to encoding/json's results by a differential fuzz test
-// (FuzzAgainstStd). Types with a ",string" field anywhere in them are decoded
-// by encoding/json: goccy/go-json takes numbers in such fields as strconv
-// does ("+1", ".5", "Inf", "NaN"), which encoding/json refuses.
+// (FuzzAgainstStd). Types with a ",string" field, a float32 or a map without
+// plain string keys anywhere in them are decoded by encoding/json: goccy/go-json
+// takes numbers in ",string" fields as strconv does ("+1", ".5", "Inf",
+// "NaN"), refuses float32s just above MaxFloat32, and takes map keys that
+// encoding/json refuses, all of which encoding/json does otherwise.
 package jsoncodec
 
 import (
+	"encoding"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -16,7 +19,7 @@ import (
 )
 
 // Fast encodes with github.com/goccy/go-json and decodes with it too, but
-// for types that hold a ",string" field, which encoding/json decodes.
+// for the types encoding/json decodes (see the package doc).
 type Fast struct{}
 
 // Marshal returns the JSON of v, as encoding/json.Marshal does.
@@ -45,7 +48,11 @@ func quoted(t reflect.Type) bool {
 	return q
 }
 
-// holdsQuoted walks t's element and field types, each once.
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// holdsQuoted reports whether t is one that goccy decodes differently: it
+// holds, anywhere, a ",string" field, a float32, or a map whose keys are not
+// plain strings. It walks t's element and field types, each once.
 func holdsQuoted(t reflect.Type, seen map[reflect.Type]bool) bool {
 	if seen[t] {
 		return false
@@ -55,7 +62,17 @@ func holdsQuoted(t reflect.Type, seen map[reflect.Type]bool) bool {
 	case reflect.Pointer, reflect.Slice, reflect.Array:
 		return holdsQuoted(t.Elem(), seen)
 	case reflect.Map:
-		return holdsQuoted(t.Key(), seen) || holdsQuoted(t.Elem(), seen)
+		// goccy takes keys encoding/json refuses (interfaces, floats,
+		// pointers): only plain string keys go to it.
+		k := t.Key()
+		if k.Kind() != reflect.String || k.Implements(textUnmarshaler) || reflect.PointerTo(k).Implements(textUnmarshaler) {
+			return true
+		}
+		return holdsQuoted(t.Elem(), seen)
+	case reflect.Float32:
+		// goccy refuses numbers just above MaxFloat32, which encoding/json
+		// rounds to it, as strconv.ParseFloat(s, 32) does.
+		return true
 	case reflect.Struct:
 		for i := range t.NumField() {
 			f := t.Field(i)
