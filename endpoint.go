@@ -38,14 +38,14 @@ type Codec interface {
 }
 
 var (
-	// DefaultCodec, the default Codec, encodes with github.com/goccy/go-json,
-	// pure Go and faster than encoding/json's encoder, and decodes with
-	// encoding/json. Its output is encoding/json's byte for byte, held so by
-	// a differential fuzz test on every type requests commonly hold (README,
-	// JSON codec); goccy's decoder failed that test (it takes "+1", ".5",
-	// "Inf" and "NaN" in ",string" fields, which encoding/json refuses), so
-	// decoding is encoding/json's. A program built with GOEXPERIMENT=jsonv2
-	// decodes on the faster implementation of encoding/json/v2.
+	// DefaultCodec, the default Codec, is github.com/goccy/go-json, pure Go
+	// and several times faster than encoding/json, both ways, but for types
+	// that hold a ",string" field, a float32 or a map without plain string
+	// keys anywhere, which it decodes with encoding/json (goccy takes "+1",
+	// ".5", "Inf" and "NaN" in ",string" fields, and other keys, which
+	// encoding/json refuses, and refuses float32s just above MaxFloat32).
+	// It gives encoding/json's results, held so by a differential fuzz
+	// test on every type requests commonly hold (README, JSON codec).
 	DefaultCodec Codec = jsoncodec.Fast{}
 	// StdJSON is encoding/json alone, for WithCodec.
 	StdJSON Codec = stdJSON{}

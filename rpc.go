@@ -44,9 +44,9 @@
 // decoded into Req as an object; several positional arguments are decoded into Req
 // as an array. A Client sends Req as one positional argument, or as none when Req
 // is an empty struct; see WithNamedArgs and WithPositionalArgs for the other forms.
-// Req and Resp are encoded with DefaultCodec (goccy/go-json's encoder, whose
-// output is encoding/json's, and encoding/json's decoder), or with the Codec
-// given WithCodec: StdJSON for encoding/json alone.
+// Req and Resp are encoded with DefaultCodec (goccy/go-json, held to
+// encoding/json's results), or with the Codec given WithCodec: StdJSON for
+// encoding/json alone.
 //
 // # Connections
 //
