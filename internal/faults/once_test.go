@@ -555,9 +555,7 @@ func TestPartitionOnce(t *testing.T) {
 		wg.Go(func() {
 			for !stop.Load() {
 				n := int(next.Add(1))
-				// Time for the 20 sends: back-offs of up to 5 s, and waits
-				// for the retry budget, which 64 callers share.
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				got, err := redisrpc.Call(ctx, client, Once, n)
 				cancel()
 				if err != nil || got != n {
