@@ -285,15 +285,24 @@ func (e *Error) Is(target error) bool {
 func (e *Error) Unwrap() error { return e.cause }
 
 // unavailable is the error of a call that Redis or the network failed. A
-// timeout of the library's own (a send's, 5 s) keeps its text but not its
-// context.DeadlineExceeded, which only the caller's deadline may match.
+// timeout of the library's own (a send's, 5 s) keeps its text and its chain
+// for errors.As, but not its context.DeadlineExceeded for errors.Is, which
+// only the caller's deadline may match.
 func unavailable(err error) error {
 	cause := err
 	if errors.Is(err, context.DeadlineExceeded) {
-		cause = errors.New(err.Error())
+		cause = ownTimeout{err}
 	}
 	return &Error{Code: CodeUnavailable, Message: err.Error(), cause: cause}
 }
+
+// ownTimeout is err, a timeout of the library's own, with its chain open to
+// errors.As (the client's retries look in it for what failed) and closed to
+// errors.Is.
+type ownTimeout struct{ err error }
+
+func (e ownTimeout) Error() string      { return e.err.Error() }
+func (e ownTimeout) As(target any) bool { return errors.As(e.err, target) }
 
 // CodeOf returns the Code of the first *Error in err's chain,
 // CodeDeadlineExceeded for errors matching context.DeadlineExceeded, and ""

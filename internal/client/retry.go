@@ -86,13 +86,6 @@ func (s *sends) send(p *call, resend bool) (string, error, bool) {
 // where it does not go on, err is the call's error.
 func (s *sends) next(p *call, raw string, err error, lost bool) (again, resend bool, rerr error) {
 	c := s.c
-	if debugRetry {
-		defer func() {
-			if err != nil || lost {
-				fmt.Printf("DBG id=%s n=%d retries=%d lost=%v err=%v -> again=%v resend=%v rerr=%v dedupe=%v\n", s.req.ID, s.n, s.retries, lost, err, again, resend, rerr, c.view.Load().dedupe)
-			}
-		}()
-	}
 	v := c.view.Load()
 	switch {
 	case lost:
@@ -155,8 +148,6 @@ func (s *sends) next(p *call, raw string, err error, lost bool) (again, resend b
 	s.retries++
 	return s.wait(s.retries), true, err
 }
-
-var debugRetry = false
 
 // wait waits for the k-th back-off (from 1) and a token of the budget, and
 // reports false where the caller's deadline would pass first.

@@ -582,4 +582,48 @@ func TestPartitionOnce(t *testing.T) {
 		}
 	}
 	t.Logf("%d calls through a 3 s partition: %d failed, %d ran more than once", next.Load(), failed.Load(), twice)
+
+}
+
+// TestSendTimeoutOnce: the client's connections go silent for good while
+// its calls' requests are being sent, with rueidis' default ConnWriteTimeout
+// (10 s), so that each send ends at the library's own 5 s timeout, not at a
+// failed read; the server's connection stays up. A call whose send timed out
+// so is sent again once Redis says the request is in no list (WithDedupe):
+// every call succeeds, and each request runs once. (The timeout's error
+// hid its cause, and these calls failed at once with "sending the request:
+// context deadline exceeded".)
+func TestSendTimeoutOnce(t *testing.T) {
+	t.Parallel()
+	p := newPartition(t, redisHost(t))
+	q := newQueue(t)
+	runs := serveOnce(t, rc, q, redisrpc.WithDedupe(0))
+	client := redisrpc.NewClient(p.client(t, 0), q, redisrpc.WithLogger(quiet), redisrpc.WithRetries(5))
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if _, err := redisrpc.Call(ctx, client, Once, 0); err != nil {
+		t.Fatalf("a call before the partition: %v", err)
+	}
+	cancel()
+	p.Cut()
+	time.AfterFunc(time.Second, p.Heal) // new connections get through; the old ones stay silent
+	const calls = 8
+	var wg sync.WaitGroup
+	for n := 1; n <= calls; n++ {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			got, err := redisrpc.Call(ctx, client, Once, n)
+			if err != nil || got != n {
+				t.Errorf("call %d: got %d, %v after %v", n, got, err, time.Since(start).Round(time.Millisecond))
+			}
+		})
+	}
+	wg.Wait()
+	for n := 1; n <= calls; n++ {
+		if r := runs.count(n); r != 1 {
+			t.Errorf("request %d ran %d times, want once", n, r)
+		}
+	}
 }
