@@ -187,22 +187,22 @@ func (f failLast) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []ruei
 	return append(res, rueidis.NewErrorResult(fmt.Errorf("refused")))
 }
 
-// TestMovePartly: when some moves of a pop's batch move requests and another
+// TestMovePartly: when some LMOVEs of a batch move requests and another
 // fails, the pop returns what moved, to be served, not the error.
 func TestMovePartly(t *testing.T) {
 	ctx := context.Background()
 	q := fmt.Sprintf("lists:TestMovePartly:%d", time.Now().UnixNano())
 	l := &list{name: q, processing: q + ":processing"}
-	l.moved.Store(1) // the next pop sends a BLMOVE and 3 LMOVEs
+	l.moved.Store(1) // the next move sends 4 LMOVEs
 	t.Cleanup(func() { rc.Do(ctx, rc.B().Del().Key(q, l.processing).Build()) })
 	if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element("a", "b").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := l.pop(ctx, failLast{rc}, 100*time.Millisecond, 10)
+	msgs, err := l.move(ctx, failLast{rc}, 10)
 	if err != nil || !slices.Equal(msgs, []string{"a", "b"}) {
 		t.Errorf("got %q, %v; want [a b] and no error", msgs, err)
 	}
-	if msgs, err := l.pop(ctx, failLast{rc}, 100*time.Millisecond, 10); err == nil || len(msgs) != 0 {
+	if msgs, err := l.move(ctx, failLast{rc}, 10); err == nil || len(msgs) != 0 {
 		t.Errorf("a move that moved nothing and failed: got %q, %v; want the error", msgs, err)
 	}
 }
@@ -361,36 +361,5 @@ func TestPusherBatches(t *testing.T) {
 				t.Errorf("%d requests left in the processing list, want 0", left)
 			}
 		})
-	}
-}
-
-// TestPopTakesWhatCameWithIt: at least once, a pop that waits on an empty
-// list takes, in its one round trip, the requests that came together with
-// the one it waited for, and a pop of a list that holds requests takes as
-// many as the last pop brought, twice over.
-func TestPopTakesWhatCameWithIt(t *testing.T) {
-	ctx := context.Background()
-	q := fmt.Sprintf("lists:TestPopTakesWhatCameWithIt:%d", time.Now().UnixNano())
-	l := &list{name: q, processing: q + ":processing"}
-	t.Cleanup(func() { rc.Do(ctx, rc.B().Del().Key(q, l.processing).Build()) })
-	l.moved.Store(2) // the next pop sends a BLMOVE and 5 LMOVEs
-	time.AfterFunc(200*time.Millisecond, func() {
-		rc.Do(ctx, rc.B().Rpush().Key(q).Element("a", "b", "c").Build())
-	})
-	msgs, err := l.pop(ctx, rc, 5*time.Second, 10)
-	if err != nil || !slices.Equal(msgs, []string{"a", "b", "c"}) {
-		t.Errorf("a pop that waited: got %q, %v; want [a b c]", msgs, err)
-	}
-	if err := rc.Do(ctx, rc.B().Rpush().Key(q).Element("d", "e", "f", "g", "h", "i", "j", "k").Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	// The last pop brought 3: this one takes 8 at most, the rest the next.
-	msgs, err = l.pop(ctx, rc, 5*time.Second, 10)
-	if err != nil || !slices.Equal(msgs, []string{"d", "e", "f", "g", "h", "i", "j", "k"}) {
-		t.Errorf("a pop of a full list: got %q, %v; want [d ... k]", msgs, err)
-	}
-	moved, _ := rc.Do(ctx, rc.B().Lrange().Key(l.processing).Start(0).Stop(-1).Build()).AsStrSlice()
-	if len(moved) != 11 {
-		t.Errorf("the processing list holds %q; want the 11 requests popped", moved)
 	}
 }

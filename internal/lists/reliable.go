@@ -84,21 +84,40 @@ func (h *held) stranded(content []string, now time.Time, after time.Duration) []
 // pop moves up to max requests from l to its processing list, waiting up to
 // timeout for the first. What it moved is safe in the processing list even if
 // ctx ends or the reply is lost; the server finds it again (held.stranded).
-// One round trip carries a blocking move and, behind it, LMOVEs, each atomic:
-// Redis runs them once the blocking move has its request, so they take what
-// came with it or meanwhile. At low load the LMOVEs find the list empty; under
-// load the blocking move answers at once and they take as many as the last pop
-// brought, twice over, so that few come back empty.
+// Under load, pipelined LMOVEs take what the list holds in one round trip;
+// only when they find it empty does a blocking move wait, and what it brings
+// is served at once: the next pop takes what came meanwhile.
 func (l *list) pop(ctx context.Context, rc rueidis.Client, timeout time.Duration, max int) ([]string, error) {
+	if max > 1 {
+		msgs, err := l.move(ctx, rc, max)
+		if err != nil || len(msgs) > 0 {
+			return msgs, err
+		}
+	}
+	cmd := rc.B().Blmove().Source(l.name).Destination(l.processing).Left().Right().Timeout(timeout.Seconds()).Build()
+	first, err := rc.Do(abortable(ctx), cmd).ToString()
+	if rueidis.IsRedisNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []string{first}, nil
+}
+
+// move moves up to max requests from l to its processing list with LMOVEs
+// in one round trip, each atomic: as many as the last move brought, twice
+// over, so that few come back empty. It reports an error only when nothing
+// moved: what did move must be served, and a failing LMOVE moved nothing.
+func (l *list) move(ctx context.Context, rc rueidis.Client, max int) ([]string, error) {
 	n := min(max, int(2*l.moved.Load())+2)
-	cmds := make(rueidis.Commands, 0, n)
-	cmds = append(cmds, rc.B().Blmove().Source(l.name).Destination(l.processing).Left().Right().Timeout(timeout.Seconds()).Build())
-	for len(cmds) < n {
-		cmds = append(cmds, rc.B().Lmove().Source(l.name).Destination(l.processing).Left().Right().Build())
+	cmds := make(rueidis.Commands, n)
+	for i := range cmds {
+		cmds[i] = rc.B().Lmove().Source(l.name).Destination(l.processing).Left().Right().Build()
 	}
 	var msgs []string
 	var first error
-	for _, r := range rc.DoMulti(abortable(ctx), cmds...) {
+	for _, r := range rc.DoMulti(ctx, cmds...) {
 		v, err := r.ToString()
 		switch {
 		case err == nil:
@@ -109,7 +128,6 @@ func (l *list) pop(ctx context.Context, rc rueidis.Client, timeout time.Duration
 	}
 	l.moved.Store(int32(len(msgs)))
 	if len(msgs) > 0 {
-		// What did move must be served: a failing move moved nothing.
 		return msgs, nil
 	}
 	return nil, first
