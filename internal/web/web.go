@@ -25,11 +25,15 @@ import (
 
 	"github.com/redisrpc/redisrpc"
 	"github.com/redisrpc/redisrpc/inspect"
+	"github.com/redisrpc/redisrpc/internal/keys"
 	"github.com/redisrpc/redisrpc/internal/schema"
 )
 
 //go:embed assets
 var assets embed.FS
+
+// readsAtOnce is how many queues a refresh reads at once.
+const readsAtOnce = 64
 
 // Refresh is how often the dashboard reads Redis, and History how many
 // readings of rates and latencies it keeps for its charts.
@@ -196,7 +200,7 @@ func (s *Server) refresh(ctx context.Context) {
 	defer cancel()
 	now := time.Now()
 	state := State{Updated: now.UnixMilli(), Actions: s.actions}
-	services, err := inspect.Services(ctx, s.rc)
+	queues, err := s.rc.Do(ctx, s.rc.B().Zrange().Key(keys.Services).Min("0").Max("-1").Build()).AsStrSlice()
 	if err != nil {
 		if ctx.Err() == nil {
 			s.mu.Lock()
@@ -206,31 +210,49 @@ func (s *Server) refresh(ctx context.Context) {
 		}
 		return
 	}
+	// The queues are read many at a time, whose commands rueidis pipelines,
+	// those that beat last first: the index keeps a day of queues, hundreds
+	// where tests make their own, and one by one they took longer than a
+	// refresh may. Those not read in time are left out, and the error says so.
+	slices.Reverse(queues)
+	type read struct {
+		q    *inspect.Queue
+		dead []inspect.DeadLetter
+		err  error
+	}
+	reads := make([]read, len(queues))
+	sem := make(chan struct{}, readsAtOnce)
+	var wg sync.WaitGroup
+	for i, queue := range queues {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r := &reads[i]
+			if r.q, r.err = inspect.Inspect(ctx, s.rc, queue); r.err == nil {
+				r.dead, r.err = inspect.DeadLetters(ctx, s.rc, queue)
+			}
+		})
+	}
+	wg.Wait()
 	var svcs []Service
 	listed := map[string]bool{}
-	for _, svc := range services {
-		if svc.Err != nil { // one queue's broken key hides no other queue
-			state.Error = "queue " + svc.Queue + " cannot be read: " + svc.Err.Error()
+	for i, r := range reads {
+		if r.err != nil { // one queue's error hides no other queue
+			if _, refused := rueidis.IsRedisErr(r.err); refused {
+				state.Error = "queue " + queues[i] + " cannot be read: " + r.err.Error()
+			} else if state.Error == "" {
+				state.Error = r.err.Error()
+			}
 			continue
 		}
-		q, err := inspect.Inspect(ctx, s.rc, svc.Queue)
-		if err != nil {
-			state.Error = err.Error()
-			break
+		one := s.service(r.q, r.dead)
+		rt := s.rates[queues[i]]
+		if rt == nil {
+			rt = new(inspect.Rates)
+			s.rates[queues[i]] = rt
 		}
-		dead, err := inspect.DeadLetters(ctx, s.rc, svc.Queue)
-		if err != nil {
-			state.Error = err.Error()
-			break
-		}
-		one := s.service(q, dead)
-		r := s.rates[svc.Queue]
-		if r == nil {
-			r = new(inspect.Rates)
-			s.rates[svc.Queue] = r
-		}
-		listed[svc.Queue] = true
-		_, rate := r.Update(q)
+		listed[queues[i]] = true
+		_, rate := rt.Update(r.q)
 		one.Rate, one.ErrorRate, one.P99US = rate.Calls, rate.Errors, rate.P99.Microseconds()
 		svcs = append(svcs, one)
 	}
