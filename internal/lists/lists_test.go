@@ -265,6 +265,66 @@ func TestCancelledPopLeavesNoConnection(t *testing.T) {
 	}
 }
 
+// TestCancelledPopTakesNothingLater: at least once, a pop cut short while
+// its blocking move waits takes none of the requests pushed after it, on
+// Redis and on the embedded server, even after a pop that moved several (a
+// batch that next time would send LMOVEs). miniredis reads a command ahead:
+// with LMOVEs queued behind a cancelled BLMOVE it did not see the
+// connection close, and the BLMOVE and LMOVEs moved what came in the
+// second after the cancel into the processing list of a server that had
+// stopped (a pop design tried on 2026-12-03 and not kept).
+func TestCancelledPopTakesNothingLater(t *testing.T) {
+	servers := map[string]func(t *testing.T) rueidis.Client{
+		"tests' redis": func(*testing.T) rueidis.Client { return rc },
+		"embedded": func(t *testing.T) rueidis.Client {
+			s, err := localredis.StartEmbedded()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			c, err := s.Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			return c
+		},
+	}
+	for name, server := range servers {
+		t.Run(name, func(t *testing.T) {
+			c := server(t)
+			ctx := context.Background()
+			q := fmt.Sprintf("{lists}:TestCancelledPopTakesNothingLater:%d", time.Now().UnixNano())
+			l := &list{name: q, processing: q + ":processing"}
+			t.Cleanup(func() { c.Do(ctx, c.B().Del().Key(q, l.processing).Build()) })
+			if err := c.Do(ctx, c.B().Rpush().Key(q).Element("1", "2").Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			if msgs, err := l.pop(ctx, c, time.Second, 10); err != nil || len(msgs) != 2 {
+				t.Fatalf("the first pop: got %q, %v; want both requests", msgs, err)
+			}
+			pctx, cancel := context.WithCancel(ctx)
+			time.AfterFunc(200*time.Millisecond, cancel)
+			if msgs, err := l.pop(pctx, c, time.Second, 10); len(msgs) != 0 || err == nil {
+				t.Fatalf("the cancelled pop: got %q, %v; want nothing and the context's error", msgs, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if err := c.Do(ctx, c.B().Rpush().Key(q).Element("a", "b", "c").Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1500 * time.Millisecond) // past the blocking move's timeout, had it stayed
+			queued, err := c.Do(ctx, c.B().Lrange().Key(q).Start(0).Stop(-1).Build()).AsStrSlice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(queued, []string{"a", "b", "c"}) {
+				moved, _ := c.Do(ctx, c.B().Lrange().Key(l.processing).Start(0).Stop(-1).Build()).AsStrSlice()
+				t.Errorf("pushed after the cancel: queued %q, processing list %q; want all three queued", queued, moved)
+			}
+		})
+	}
+}
+
 type trackedConn struct {
 	net.Conn
 	open *sync.Map
