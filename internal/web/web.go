@@ -32,8 +32,12 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// readsAtOnce is how many queues a refresh reads at once.
-const readsAtOnce = 64
+// readsAtOnce is how many queues a refresh reads at once, and maxNamed how
+// many of those it could not read the page's error names.
+const (
+	readsAtOnce = 64
+	maxNamed    = 3
+)
 
 // Refresh is how often the dashboard reads Redis, and History how many
 // readings of rates and latencies it keeps for its charts.
@@ -195,8 +199,8 @@ func (s *Server) Run(ctx context.Context) {
 }
 
 // refresh reads every service, and keeps what the page shows.
-func (s *Server) refresh(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 5*Refresh)
+func (s *Server) refresh(parent context.Context) {
+	ctx, cancel := context.WithTimeout(parent, 5*Refresh)
 	defer cancel()
 	now := time.Now()
 	state := State{Updated: now.UnixMilli(), Actions: s.actions}
@@ -234,15 +238,15 @@ func (s *Server) refresh(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	if parent.Err() != nil { // the dashboard stops: the page keeps what it showed
+		return
+	}
 	var svcs []Service
+	var failed []string
 	listed := map[string]bool{}
 	for i, r := range reads {
 		if r.err != nil { // one queue's error hides no other queue
-			if _, refused := rueidis.IsRedisErr(r.err); refused {
-				state.Error = "queue " + queues[i] + " cannot be read: " + r.err.Error()
-			} else if state.Error == "" {
-				state.Error = r.err.Error()
-			}
+			failed = append(failed, "queue "+queues[i]+" cannot be read: "+r.err.Error())
 			continue
 		}
 		one := s.service(r.q, r.dead)
@@ -256,6 +260,10 @@ func (s *Server) refresh(ctx context.Context) {
 		one.Rate, one.ErrorRate, one.P99US = rate.Calls, rate.Errors, rate.P99.Microseconds()
 		svcs = append(svcs, one)
 	}
+	if len(failed) > maxNamed {
+		failed = append(failed[:maxNamed], fmt.Sprintf("and %d more", len(failed)-maxNamed))
+	}
+	state.Error = strings.Join(failed, "; ")
 	if state.Error == "" {
 		for queue := range s.rates {
 			if !listed[queue] {
