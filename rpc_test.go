@@ -2347,15 +2347,11 @@ func TestStrictContractAddedMember(t *testing.T) {
 // slot busy, with its Redis gone, and after Shutdown.
 func TestHealthHandler(t *testing.T) {
 	t.Parallel()
-	redis, err := localredis.StartEmbedded() // its own, to stop
+	redis, rc, err := localredis.StartWithClient(localredis.Embedded) // its own, to stop
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer redis.Close()
-	rc, err := redis.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer rc.Close()
 	q := newQueue(t)
 	mux := redisrpc.NewMux(rc, q, redisrpc.WithLogger(quiet), redisrpc.WithConcurrency(1), redisrpc.WithHeartbeat(300*time.Millisecond))

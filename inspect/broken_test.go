@@ -14,15 +14,11 @@ import (
 // queue from Services. On a Redis of its own, whose keys it breaks.
 func TestServicesWithABrokenQueue(t *testing.T) {
 	t.Parallel()
-	srv, err := localredis.StartEmbedded()
+	srv, rc, err := localredis.StartWithClient(localredis.Embedded)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	rc, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer rc.Close()
 	ctx := timeout(t, 5*time.Second)
 	now := float64(time.Now().UnixMilli())

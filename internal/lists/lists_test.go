@@ -277,15 +277,11 @@ func TestCancelledPopTakesNothingLater(t *testing.T) {
 	servers := map[string]func(t *testing.T) rueidis.Client{
 		"tests' redis": func(*testing.T) rueidis.Client { return rc },
 		"embedded": func(t *testing.T) rueidis.Client {
-			s, err := localredis.StartEmbedded()
+			s, c, err := localredis.StartWithClient(localredis.Embedded)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(s.Close)
-			c, err := s.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
 			t.Cleanup(c.Close)
 			return c
 		},

@@ -33,10 +33,15 @@ const (
 	Any Mode = iota
 	// NoBinary tries REDIS_URL, then the embedded server.
 	NoBinary
+	// Embedded is the embedded server alone: one of the caller's own.
+	Embedded
 )
 
 // Start returns a running server chosen as mode says. Close stops what it started.
 func Start(mode Mode) (*Server, error) {
+	if mode == Embedded {
+		return StartEmbedded()
+	}
 	if u := os.Getenv("REDIS_URL"); u != "" {
 		return &Server{URL: u, Kind: "REDIS_URL", stop: func() {}}, nil
 	}

@@ -23,15 +23,11 @@ import (
 // the others; a refresh whose dashboard stops meanwhile leaves the page as
 // it was.
 func TestRefreshErrors(t *testing.T) {
-	srv, err := localredis.StartEmbedded()
+	srv, rc, err := localredis.StartWithClient(localredis.Embedded)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	rc, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer rc.Close()
 	ctx := context.Background()
 	now := float64(time.Now().UnixMilli())
