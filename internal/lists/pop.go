@@ -49,43 +49,61 @@ func (noDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
 // slot. A cancelled ctx may lose messages Redis already popped, so callers
 // that must not lose any leave ctx alone and rely on timeout to come back.
 func (p *Popper) Pop(ctx context.Context, keys []string, timeout time.Duration, max int) (int, []string, error) {
+	_, i, msgs, err := p.PopAfter(ctx, nil, keys, timeout, max)
+	return i, msgs, err
+}
+
+// PopAfter is Pop with the commands first written ahead of its pop, in the
+// same write on the pop's connection, and run by Redis before it; it returns
+// their replies too. Not on Redis Cluster, where first may name keys of
+// other slots.
+func (p *Popper) PopAfter(ctx context.Context, first rueidis.Commands, keys []string, timeout time.Duration, max int) (firstRes []rueidis.RedisResult, i int, msgs []string, err error) {
 	secs := timeout.Seconds()
 	blocking := ctx
 	if p.cancellable {
 		blocking = abortable(ctx)
 	}
+	// do runs pop after first, which then go no more.
+	do := func(pop rueidis.Completed) rueidis.RedisResult {
+		if len(first) == 0 {
+			return p.rc.Do(blocking, pop)
+		}
+		res := p.rc.DoMulti(blocking, append(first[:len(first):len(first)], pop)...)
+		firstRes, first = res[:len(first)], nil
+		return res[len(res)-1]
+	}
 	if !p.noLMPop.Load() {
-		kv, err := p.rc.Do(blocking, p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build()).AsLMPop()
+		kv, err := do(p.rc.B().Blmpop().Timeout(secs).Numkeys(int64(len(keys))).Key(keys...).Left().Count(int64(max)).Build()).AsLMPop()
 		switch {
 		case err == nil:
-			return index(keys, kv.Key), kv.Values, nil
+			return firstRes, index(keys, kv.Key), kv.Values, nil
 		case rueidis.IsRedisNil(err):
-			return 0, nil, nil
+			return firstRes, 0, nil, nil
 		case !isUnknownCommand(err):
-			return 0, nil, err
+			return firstRes, 0, nil, err
 		}
 		p.noLMPop.Store(true)
 	}
-	kv, err := p.rc.Do(blocking, p.rc.B().Blpop().Key(keys...).Timeout(secs).Build()).AsStrSlice()
+	kv, err := do(p.rc.B().Blpop().Key(keys...).Timeout(secs).Build()).AsStrSlice()
 	if rueidis.IsRedisNil(err) {
-		return 0, nil, nil
+		return firstRes, 0, nil, nil
 	}
 	if err != nil {
-		return 0, nil, err
+		return firstRes, 0, nil, err
 	}
 	if len(kv) != 2 {
-		return 0, nil, nil
+		return firstRes, 0, nil, nil
 	}
-	i, msgs := index(keys, kv[0]), kv[1:]
+	i, msgs = index(keys, kv[0]), kv[1:]
 	if max > 1 {
 		more, err := p.rc.Do(ctx, p.rc.B().Lpop().Key(kv[0]).Count(int64(max-1)).Build()).AsStrSlice()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			// The first message is already ours; hand it over and report nothing.
-			return i, msgs, nil
+			return firstRes, i, msgs, nil
 		}
 		msgs = append(msgs, more...)
 	}
-	return i, msgs, nil
+	return firstRes, i, msgs, nil
 }
 
 func index(keys []string, key string) int {

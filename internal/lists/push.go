@@ -229,6 +229,25 @@ func (p *Pusher) resend() {
 	p.mu.Unlock()
 }
 
+// Alone returns the commands that push it, a plain item (no Ack, nothing
+// kept), as a batch of its own would: for a caller that writes them itself,
+// ahead of a command of its own, and hands their replies to Pushed. They
+// bypass the Pusher's queue, and so its order.
+func (p *Pusher) Alone(it Item) rueidis.Commands {
+	cmds := rueidis.Commands{p.rc.B().Rpush().Key(it.Key).Element(it.Value).Build()}
+	if p.cfg.TTL > 0 {
+		cmds = append(cmds, p.rc.B().Expire().Key(it.Key).Seconds(p.cfg.TTL).Build())
+	}
+	return cmds
+}
+
+// Pushed reports the push of it, whose commands came from Alone, as the
+// Pusher reports its batches: res are their replies, or their failure. An
+// item that failed is tried again as Item.Until says.
+func (p *Pusher) Pushed(it Item, res []rueidis.RedisResult) {
+	p.done([]Item{it}, res[0].Error(), false)
+}
+
 // drain makes a goroutine send until nothing is queued. p.mu must be held.
 func (p *Pusher) drain() {
 	if p.cfg.Inline { // only under load, after maxRounds batches

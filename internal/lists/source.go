@@ -35,10 +35,13 @@ type Source struct {
 	lease      time.Duration
 	reliable   bool
 	redelivery Redelivery
-	popper     *Popper
-	lists      []*list
-	byProc     map[string]*list // by processing list name
-	loops      []Loop
+	// The pops of requests at most once are never cancelled (Pop); rueidis
+	// then reads their replies in the popping goroutine. That of the inbox
+	// at least once is.
+	popper, cancellable *Popper
+	lists               []*list
+	byProc              map[string]*list // by processing list name
+	loops               []Loop
 }
 
 // list is one request list of a Source and the keys of the server on it.
@@ -78,7 +81,7 @@ type Beat struct {
 // the server id, whose leases last lease. With reliable it delivers at least
 // once, and gives back requests as d says.
 func NewSource(rc rueidis.Client, queue string, shards int, id string, lease time.Duration, reliable bool, d Redelivery) *Source {
-	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, redelivery: d, popper: NewPopper(rc, true), byProc: map[string]*list{}}
+	s := &Source{rc: rc, id: id, inbox: keys.Inbox(queue, id), lease: lease, reliable: reliable, redelivery: d, popper: NewPopper(rc, false), cancellable: NewPopper(rc, true), byProc: map[string]*list{}}
 	for i, name := range keys.Shards(queue, shards) {
 		l := &list{name: name, processing: keys.Processing(name, id), leases: keys.Leases(name)}
 		s.lists = append(s.lists, l)
@@ -121,16 +124,30 @@ func (s *Source) Loops() []Loop { return s.loops }
 func (s *Source) Reliable() bool { return s.reliable }
 
 // Pop takes up to limit requests for loop, waiting up to timeout for the
-// first, and returns none once Wake was called. At most once, it must not be
-// cancelled while Redis may answer (see Popper.Pop), only once Redis is
-// silent for longer than timeout; at least once, it may be, and
-// what Redis moved meanwhile stays in the processing list, where Leave or the
-// beats find it. ctx should end after MaxPopWait.
+// first, and returns none once Wake was called. At most once, its pop is
+// not cancelled, since what Redis popped would be lost: it ends at its
+// timeout, or at ctx's deadline when Redis is silent for longer; at least
+// once, it ends when ctx does, and what Redis moved meanwhile stays in the
+// processing list, where Leave or the beats find it. ctx should end after
+// MaxPopWait.
 func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limit int) ([]Msg, error) {
+	msgs, _, err := s.PopAfter(ctx, nil, loop, timeout, limit)
+	return msgs, err
+}
+
+// PopAfter is Pop with the commands first ahead of the pop, in one write,
+// and returns their replies too: at most once, a response pushed with the
+// pop that takes the next request. Not on Redis Cluster, nor at least once
+// for a list, where it runs first on its own before the pop.
+func (s *Source) PopAfter(ctx context.Context, first rueidis.Commands, loop Loop, timeout time.Duration, limit int) ([]Msg, []rueidis.RedisResult, error) {
 	var bodies []string
+	var firstRes []rueidis.RedisResult
 	var err error
 	inbox := false
 	if s.reliable && loop.list >= 0 {
+		if len(first) > 0 {
+			firstRes = s.rc.DoMulti(ctx, first...)
+		}
 		l := s.lists[loop.list]
 		bodies, err = l.pop(ctx, s.rc, timeout, limit)
 		l.held.add(bodies)
@@ -146,8 +163,12 @@ func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limi
 		if loop.list >= 0 {
 			keys[n], n = s.lists[loop.list].name, n+1
 		}
+		popper := s.popper
+		if s.reliable { // the inbox alone, at least once: cancelled at a stop
+			popper = s.cancellable
+		}
 		var from int
-		from, bodies, err = s.popper.Pop(ctx, keys[:n], timeout, limit)
+		firstRes, from, bodies, err = popper.PopAfter(ctx, first, keys[:n], timeout, limit)
 		switch {
 		case len(bodies) == 0:
 		case keys[from] == loop.wake:
@@ -161,7 +182,7 @@ func (s *Source) Pop(ctx context.Context, loop Loop, timeout time.Duration, limi
 	for j, b := range bodies {
 		msgs[j] = Msg{Body: b, list: max(loop.list, 0), inbox: inbox}
 	}
-	return msgs, err
+	return msgs, firstRes, err
 }
 
 // dropTokens removes Wake's tokens from what a pop took from the inbox, and

@@ -27,6 +27,7 @@ type worker struct {
 	fn        string
 	start     time.Time
 	stream    *streamStart // of a stream request, else nil
+	lone      *lone        // of a lone request its loop runs (lone.go), else nil; only its goroutine uses it
 }
 
 // begin marks the worker running req, decoded from job.
@@ -229,7 +230,10 @@ func (r *run) settle(ctx context.Context, w *worker, job lists.Msg, req *wire.Re
 		return
 	}
 	if !r.s.cfg.Reliable {
-		r.respond(req.ResponseQueue, resp, job)
+		it := r.item(req.ResponseQueue, resp, job)
+		if w.lone == nil || !w.lone.answer(it) {
+			r.s.pusher.Push(it)
+		}
 		return
 	}
 	// At least once the answer is owed until the caller stops waiting: a

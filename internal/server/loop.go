@@ -4,31 +4,60 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/redisrpc/redisrpc/internal/deadline"
 	"github.com/redisrpc/redisrpc/internal/lists"
 )
 
+// runLoop runs loop until the server stops, and then tells Serve, unless the
+// stop told it already (lone.go); sibling reports whether another loop pops
+// the same list. A handler that exits with runtime.Goexit in the loop's
+// goroutine ends it without a word: the loop goes on in another.
+func (r *run) runLoop(loop lists.Loop, share int, sibling bool) {
+	if !r.loop(loop, share, sibling) {
+		r.ended <- struct{}{}
+	}
+}
+
 // loop pops requests from one list while slots are free, taking at most share
-// at once so that other lists get theirs, and hands them to workers. It
-// returns when the server stops; what a pop brings after that goes back.
-func (r *run) loop(loop lists.Loop, share int) {
+// at once so that other lists get theirs, and hands them to workers, or runs
+// a lone one itself (lone.go). It returns when the server stops, reporting
+// whether the stop counted it as ended already; what a pop brings after that
+// goes back.
+func (r *run) loop(loop lists.Loop, share int, sibling bool) (told bool) {
 	s := r.s
+	loner := r.newLoner(sibling)
+	defer loner.end()
+	var answer *lists.Item // of the last lone request, pushed with the next pop
 	backoff := time.Duration(0)
 	// A BLMPOP is not cancelled at a stop, since what Redis popped would be
 	// lost: PollInterval or a Wake brings it back, and only a Redis silent
-	// for longer than that meets stopPopGrace. MaxPopWait covers a slow or
-	// vanished server.
-	parent := r.pops
+	// for longer than that meets its deadline, stopPopGrace, which rueidis
+	// keeps as it reads the reply in this goroutine (Source.Pop). At least
+	// once, MaxPopWait covers a slow or vanished server.
+	parent, wait := r.pops, lists.MaxPopWait
 	if !s.source.Cancellable(loop) {
-		parent = r.late
+		parent, wait = r.late, stopPopGrace
 	}
-	window := deadline.NewWindow(parent, lists.MaxPopWait, time.Second)
+	window := deadline.NewWindow(parent, wait, wait/10)
 	for {
 		n, ok := r.reserve(loop.List(), share)
 		if !ok {
+			if answer != nil {
+				s.pusher.Push(*answer)
+			}
 			return
 		}
-		msgs, err := s.source.Pop(window.Context(), loop, PollInterval, n)
+		var first rueidis.Commands
+		if answer != nil {
+			first = s.pusher.Alone(*answer)
+		}
+		msgs, pushed, err := s.source.PopAfter(window.Context(), first, loop, PollInterval, n)
+		if answer != nil {
+			s.pusher.Pushed(*answer, pushed)
+			answer = nil
+		}
 		s.marks.looped.Store(time.Now().UnixNano())
 		if err == nil {
 			s.marks.popped.Store(time.Now().UnixNano())
@@ -52,6 +81,18 @@ func (r *run) loop(loop lists.Loop, share int) {
 		if len(msgs) > 0 {
 			s.pops.Add(1)
 			s.taken.Add(int64(len(msgs)))
+		}
+		if loner.alone(msgs) {
+			if _, ok := r.acquire(1); !ok {
+				r.giveBack(msgs)
+				s.done.Add(1)
+				return
+			}
+			var stopped bool
+			if answer, stopped = loner.serve(msgs[0], func() { go r.runLoop(loop, share, sibling) }); stopped {
+				return true
+			}
+			continue
 		}
 		for i := 0; i < len(msgs); {
 			k, ok := r.acquire(len(msgs) - i)

@@ -150,11 +150,13 @@ type run struct {
 	cancelLate context.CancelFunc
 	stopAt     time.Time // when the stop began; set before stopping closes
 
-	work chan lists.Msg // to an idle worker; closed when the loops have returned
-	done chan struct{}  // closed when Serve returns
+	work  chan lists.Msg // to an idle worker; closed when the loops have returned
+	ended chan struct{}  // a loop's word that it returned
+	done  chan struct{}  // closed when Serve returns
 
 	mu      sync.Mutex
 	workers map[*worker]bool // live workers
+	loners  map[*loner]bool  // the loops' that run lone requests (lone.go)
 	idle    chan struct{}    // closed when no worker is left after work closed
 	closing bool             // work is closed
 
@@ -170,7 +172,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	r := &run{
 		s: s, ctx: ctx,
 		stopping: make(chan struct{}), aborted: make(chan struct{}),
-		work: make(chan lists.Msg), done: make(chan struct{}), workers: map[*worker]bool{}, idle: make(chan struct{}),
+		work: make(chan lists.Msg), done: make(chan struct{}), workers: map[*worker]bool{}, loners: map[*loner]bool{}, idle: make(chan struct{}),
 		free: s.cfg.Concurrency, popping: map[int]int{},
 	}
 	r.handlers, r.cutOff = context.WithCancelCause(context.WithoutCancel(ctx))
@@ -212,15 +214,16 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	loops := s.source.Loops()
 	share := max(1, s.cfg.Concurrency/len(loops))
-	ended := make(chan struct{}, len(loops))
+	r.ended = make(chan struct{}, len(loops))
+	onList := map[int]int{}
 	for _, loop := range loops {
-		go func() {
-			r.loop(loop, share)
-			ended <- struct{}{}
-		}()
+		onList[loop.List()]++
+	}
+	for _, loop := range loops {
+		go r.runLoop(loop, share, onList[loop.List()] > 1)
 	}
 	for range loops {
-		<-ended
+		<-r.ended
 	}
 	r.mu.Lock()
 	r.closing = true
@@ -283,6 +286,11 @@ func (r *run) stop() {
 		r.waking.Add(1) // before the loops can end, and Serve wait for it
 		r.stopAt = time.Now()
 		close(r.stopping)
+		r.mu.Lock()
+		for l := range r.loners {
+			l.stop() // the loop of a lone handler ends with it; Serve goes on meanwhile
+		}
+		r.mu.Unlock()
 		r.cancelPops()
 		time.AfterFunc(stopPopGrace, r.cancelLate)
 		go func() {
