@@ -42,12 +42,20 @@ func (r *run) loop(loop lists.Loop, share int, sibling bool) (told bool) {
 	}
 	window := deadline.NewWindow(parent, wait, wait/10)
 	for {
-		n, ok := r.reserve(loop.List(), share)
-		if !ok {
-			if answer != nil {
+		n, ok := 0, false
+		if answer != nil {
+			// The answer goes with the next pop only if that pop goes at
+			// once: where the sibling took the slot the handler freed, it
+			// would wait for that pop's return.
+			if n, ok = r.reserveNow(loop.List(), share); !ok {
 				s.pusher.Push(*answer)
+				answer = nil
 			}
-			return
+		}
+		if !ok {
+			if n, ok = r.reserve(loop.List(), share); !ok {
+				return
+			}
 		}
 		var first rueidis.Commands
 		if answer != nil {
@@ -147,17 +155,33 @@ func (r *run) giveBack(msgs []lists.Msg) {
 // another server could run.) It waits while it may take none, and reports
 // false once the server stops.
 func (r *run) reserve(list, limit int) (int, bool) {
-	return r.slots(func() int {
-		n := min(r.free-r.reserved, limit)
-		if n <= 0 && r.free > 0 && r.popping[list] == 0 {
-			n = 1
-		}
-		if n > 0 {
-			r.reserved += n
-			r.popping[list]++
-		}
-		return n
-	})
+	return r.slots(func() int { return r.reserveLocked(list, limit) })
+}
+
+// reserveNow is reserve where it need not wait, and reports false otherwise,
+// or once the server stops.
+func (r *run) reserveNow(list, limit int) (int, bool) {
+	if r.stopped() {
+		return 0, false
+	}
+	r.slotMu.Lock()
+	defer r.slotMu.Unlock()
+	n := r.reserveLocked(list, limit)
+	return n, n > 0
+}
+
+// reserveLocked reserves what a pop of list may take now, up to limit (see reserve),
+// and returns it, 0 for nothing. r.slotMu must be held.
+func (r *run) reserveLocked(list, limit int) int {
+	n := min(r.free-r.reserved, limit)
+	if n <= 0 && r.free > 0 && r.popping[list] == 0 {
+		n = 1
+	}
+	if n > 0 {
+		r.reserved += n
+		r.popping[list]++
+	}
+	return n
 }
 
 // unreserve ends the reservation of a pop of list that returned, and wakes
