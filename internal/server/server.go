@@ -67,10 +67,12 @@ const (
 	// share one deadline from the stop, but leaving gets leaveAtLeast.
 	giveBackTimeout = 5 * time.Second
 	leaveAtLeast    = time.Second
-	// stopPopGrace is how long after a stop a pop that is not cancelled (at
-	// most once, since what Redis popped would be lost) may wait for Redis:
-	// its own timeout, PollInterval, and as much again for its reply. Only a
-	// silent Redis keeps a pop that long.
+	// stopPopGrace bounds a pop that is not cancelled (at most once, since
+	// what Redis popped would be lost): its own timeout, PollInterval, and two
+	// seconds more for its reply. rueidis reads the replies of the pops of
+	// requests in the loop's goroutine, so this deadline (a tenth more at
+	// most) is what ends them; that of the inbox at least once is cancelled
+	// this long after a stop (late). Only a silent Redis keeps a pop that long.
 	stopPopGrace = PollInterval + 2*time.Second
 )
 
