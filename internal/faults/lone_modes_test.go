@@ -15,10 +15,8 @@ import (
 	"github.com/redisrpc/redisrpc/internal/localredis"
 )
 
-var (
-	reviewOuter = redisrpc.NewEndpoint[int, int]("review-outer")
-	reviewMode  = redisrpc.NewEndpoint[string, int]("review-mode")
-)
+// loneMode's request names how its handler ends (TestLoneModes).
+var loneMode = redisrpc.NewEndpoint[string, int]("lone-mode")
 
 // loneBackends runs f on the real Redis and on an embedded one.
 func loneBackends(t *testing.T, f func(t *testing.T, c rueidis.Client)) {
@@ -61,7 +59,7 @@ func TestLoneModes(t *testing.T) {
 		})
 		c := redisrpc.NewClient(rcl, q, redisrpc.WithLogger(quiet))
 		defer c.Close()
-		redisrpc.Handle(mux, reviewMode, func(ctx context.Context, mode string) (int, error) {
+		redisrpc.Handle(mux, loneMode, func(ctx context.Context, mode string) (int, error) {
 			switch mode {
 			case "goexit":
 				runtime.Goexit()
@@ -101,7 +99,7 @@ func TestLoneModes(t *testing.T) {
 			for _, mode := range []string{"ok", "goexit", "ok", "panic", "goexit", "goexit", "error", "nested", "all", "ok"} {
 				start := time.Now()
 				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
-				v, err := redisrpc.Call(cctx, c, reviewMode, mode)
+				v, err := redisrpc.Call(cctx, c, loneMode, mode)
 				ccancel()
 				if e := want[mode](v, err); e != nil {
 					t.Errorf("round %d, %s: got %d, %v", round, mode, v, err)
