@@ -18,11 +18,11 @@ import (
 // loneMode's request names how its handler ends (TestLoneModes).
 var loneMode = redisrpc.NewEndpoint[string, int]("lone-mode")
 
-// loneBackends runs f on the real Redis and on an embedded one.
+// loneBackends runs f on the tests' Redis (a real one, where there is one)
+// and on an embedded one of its own.
 func loneBackends(t *testing.T, f func(t *testing.T, c rueidis.Client)) {
-	t.Run("real", func(t *testing.T) {
-		srv := &localredis.Server{URL: redis.URL}
-		c, err := srv.Client()
+	t.Run("tests-redis", func(t *testing.T) {
+		c, err := redis.Client()
 		if err != nil {
 			t.Fatal(err)
 		}
