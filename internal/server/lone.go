@@ -131,20 +131,24 @@ func (l *loner) serve(msg lists.Msg, goOn func()) (answer *lists.Item, stopped b
 		if one.state.Load() == loneAnswered {
 			l.r.s.pusher.Push(one.item)
 		}
-		if one.state.CompareAndSwap(loneRunning, loneFinished) || one.state.Load() != loneStopped {
+		if one.end() != loneStopped {
 			goOn() // the loop's deferred end runs next, as this goroutine unwinds
 		}
 	}()
 	l.r.serveOne(l.ctx, l.w, msg)
 	returned = true
-	if one.state.CompareAndSwap(loneRunning, loneFinished) {
-		return nil, false
-	}
-	switch one.state.Load() {
+	switch one.end() {
 	case loneAnswered:
 		return &one.item, false
 	case loneStopped:
 		return nil, true
 	}
 	return nil, false
+}
+
+// end marks the request finished unless it was answered or a stop counted
+// its loop, which no stop can do after, and returns its final state.
+func (l *lone) end() int32 {
+	l.state.CompareAndSwap(loneRunning, loneFinished)
+	return l.state.Load()
 }

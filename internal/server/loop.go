@@ -90,24 +90,20 @@ func (r *run) loop(loop lists.Loop, share int, sibling bool) (told bool) {
 			s.pops.Add(1)
 			s.taken.Add(int64(len(msgs)))
 		}
-		if loner.alone(msgs) {
-			if _, ok := r.acquire(1); !ok {
-				r.giveBack(msgs)
-				s.done.Add(1)
-				return
-			}
-			var stopped bool
-			if answer, stopped = loner.serve(msgs[0], func() { go r.runLoop(loop, share, sibling) }); stopped {
-				return true
-			}
-			continue
-		}
+		lone := loner.alone(msgs)
 		for i := 0; i < len(msgs); {
 			k, ok := r.acquire(len(msgs) - i)
 			if !ok { // stopping: what has not started goes back
 				r.giveBack(msgs[i:])
 				s.done.Add(int64(len(msgs) - i))
 				return
+			}
+			if lone { // run here, its answer to go with the next pop
+				var stopped bool
+				if answer, stopped = loner.serve(msgs[0], func() { go r.runLoop(loop, share, sibling) }); stopped {
+					return true
+				}
+				break
 			}
 			for _, msg := range msgs[i : i+k] {
 				select {
@@ -121,7 +117,9 @@ func (r *run) loop(loop lists.Loop, share int, sibling bool) (told bool) {
 		// Let the workers just handed requests start before this loop goes
 		// back to Redis; on a single list another pop waits there already
 		// (Source.Loops), and on shards the delay is a goroutine switch.
-		runtime.Gosched()
+		if !lone {
+			runtime.Gosched()
+		}
 	}
 }
 
